@@ -1,0 +1,76 @@
+"""The contract between LLM policies and model backends.
+
+A policy never talks to a model directly; it hands a backend whole batches of conversations
+(LangChain message lists). Two operations cover both decision modes:
+
+- `generate`: a free-text reply per conversation (value induction, goal, "generate" mode);
+- `choice_logprobs`: for each conversation, the log-probability of each choice string (the option
+  letters) as the first token of the assistant's reply ("logprob" mode; no generation, no parsing).
+
+Backends: agents.llm.local (a Hugging Face causal LM, the embedded SmolLM2 GGUF by default; batched,
+shared-prefix KV reuse) and agents.llm.chat (any LangChain chat model, OpenAI-compatible servers
+included). Every call is deterministic given `Sampling.seed` per conversation.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+from langchain_core.messages import BaseMessage
+
+__all__ = ["Backend", "BackendError", "Conversation", "Generation", "Sampling"]
+
+Conversation = Sequence[BaseMessage]
+
+
+class BackendError(RuntimeError):
+    """A model backend failed for good (after its bounded retries); the message names the model/URL."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings of one call; `seed` makes a sampled reply reproducible."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One reply: its text, token counts, and whether the context was cut to fit (and how much)."""
+
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    dropped_messages: int = 0
+
+
+class Backend(ABC):
+    """A model that answers batches of conversations."""
+
+    #: Identity for the run record and the response cache (model name/path, revision, dtype...).
+    model_id: str = "unknown"
+
+    @abstractmethod
+    def generate(self, conversations: Sequence[Conversation], sampling: Sequence[Sampling]) -> list[Generation]:
+        """One reply per conversation; sampling[i] applies to conversations[i]."""
+
+    @abstractmethod
+    def choice_logprobs(
+        self, conversations: Sequence[Conversation], choices: Sequence[str]
+    ) -> list[dict[str, float | None]]:
+        """Log-probability of each choice as the reply's first token, per conversation.
+
+        A choice the backend cannot see (not among an API's top_logprobs) maps to None.
+        """
+
+    def describe(self) -> dict[str, Any]:
+        """Identity and settings for the run record (no secrets)."""
+        return {"model_id": self.model_id, "backend": type(self).__name__}
