@@ -8,8 +8,9 @@ agent object can run many episodes side by side, and the batch methods can step 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 __all__ = ["Agent", "Decision", "EpisodeContext"]
 

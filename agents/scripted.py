@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from agents.base import Agent, Decision, EpisodeContext
-from scenarios import VALUE_NAMES, value as load_value
+from scenarios import VALUE_NAMES
+from scenarios import value as load_value
 from scoring.svo import ideal_choices, utility_choices
 
 __all__ = ["FixedOptionAgent", "IdealTypeAgent", "RandomAgent"]
@@ -63,7 +65,9 @@ class FixedOptionAgent(Agent):
 
     def start(self, context: EpisodeContext) -> None:
         if self.k >= context.n_options:
-            raise ValueError(f"{self.name}: position {self.k} but the instrument has {context.n_options} options")
+            raise ValueError(
+                f"{self.name}: position {self.k} but the instrument has {context.n_options} options"
+            )
 
     def act(self, observation: Mapping[str, Any], state: Any) -> tuple[Decision, Any]:
         return Decision(self.k, {"method": "fixed"}), state

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import gymnasium as gym
 
@@ -39,10 +40,10 @@ def run_episodes(
     """
     if len(envs) != len(contexts):
         raise ValueError(f"{len(envs)} envs for {len(contexts)} contexts")
-    wrapped = [SVOScoring(e, target_value=c.value) for e, c in zip(envs, contexts)]
+    wrapped = [SVOScoring(e, target_value=c.value) for e, c in zip(envs, contexts, strict=False)]
     results = [EpisodeResult(c) for c in contexts]
     obs = []
-    for env, ctx, res in zip(wrapped, contexts, results):
+    for env, ctx, res in zip(wrapped, contexts, results, strict=False):
         o, info = env.reset(seed=ctx.seed)
         res.order = info.get("order", [])
         obs.append(o)
@@ -51,7 +52,7 @@ def run_episodes(
     while active:
         out = agent.act_batch([obs[i] for i in active], [states[i] for i in active])
         still = []
-        for i, (decision, state) in zip(active, out):
+        for i, (decision, state) in zip(active, out, strict=False):
             states[i] = state
             action = NO_ANSWER if decision.action is None else decision.action
             o, r, term, trunc, info = wrapped[i].step(action)

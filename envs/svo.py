@@ -160,8 +160,10 @@ class SVOEnv(gym.Env):
                 raise ValueError(f"action {action} outside 0..{self.n_options - 1} (or NO_ANSWER=-1)")
             canon = int(self._orders[self._t, action])
             s, o = (float(x) for x in self._payoffs[self._t, canon])
-            r = s if self._target is None else float(
-                np.cos(np.radians(self._target)) * s + np.sin(np.radians(self._target)) * o
+            r = (
+                s
+                if self._target is None
+                else float(np.cos(np.radians(self._target)) * s + np.sin(np.radians(self._target)) * o)
             )
         info = {
             "item_id": item.id,

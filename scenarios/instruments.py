@@ -107,7 +107,11 @@ class Instrument(_Frozen):
 
 
 Utility = Literal[
-    "maximise_self", "maximise_other", "maximise_joint", "maximise_difference", "minimise_inequality",
+    "maximise_self",
+    "maximise_other",
+    "maximise_joint",
+    "maximise_difference",
+    "minimise_inequality",
     "minimise_other",
 ]
 
@@ -149,7 +153,9 @@ def load_instrument(instrument_id: str) -> Instrument:
         raise ScenarioError(f"unknown instrument {instrument_id!r}; allowed: {instrument_ids()}")
     inst = load_yaml_model(DATA_DIR / "instruments" / f"{instrument_id}.yaml", Instrument)
     if inst.id != instrument_id:
-        raise ScenarioError(f"instruments/{instrument_id}.yaml: field id is {inst.id!r}, must match file name")
+        raise ScenarioError(
+            f"instruments/{instrument_id}.yaml: field id is {inst.id!r}, must match file name"
+        )
     return inst
 
 

@@ -4,7 +4,8 @@ wrapper and the offline re-scoring of saved runs."""
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,10 @@ def score_episode(
     if instrument.scoring == "slider":
         prim = [it for it in instrument.items if it.primary]
         alloc = np.array(
-            [it.options[choices[it.id]] if choices.get(it.id) is not None else (np.nan, np.nan) for it in prim]
+            [
+                it.options[choices[it.id]] if choices.get(it.id) is not None else (np.nan, np.nan)
+                for it in prim
+            ]
         )
         angle = svo.svo_angle(alloc[:, 0], alloc[:, 1], instrument.centre)
         out.update(
@@ -45,7 +49,9 @@ def score_episode(
             category=str(svo.categorise(angle)),
             vector_length=_num(svo.vector_length(alloc[:, 0], alloc[:, 1], instrument.centre)),
             transitive=bool(svo.transitive(alloc, instrument)),
-            wins=dict(zip(svo.CATEGORIES, (_num(w) for w in svo.preference_wins(alloc, instrument)))),
+            wins=dict(
+                zip(svo.CATEGORIES, (_num(w) for w in svo.preference_wins(alloc, instrument)), strict=False)
+            ),
         )
         second = [it for it in instrument.items if not it.primary]
         if second:

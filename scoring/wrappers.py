@@ -54,5 +54,7 @@ class SVOScoring(gym.Wrapper):
             "answered": int(ok.sum()),
             "angle": angle,
             "category": str(svo.categorise(angle)),
-            "vector_length": float(svo.vector_length(pay[ok, 0], pay[ok, 1], self.centre)) if ok.any() else None,
+            "vector_length": float(svo.vector_length(pay[ok, 0], pay[ok, 1], self.centre))
+            if ok.any()
+            else None,
         }
