@@ -1,0 +1,263 @@
+"""Backend wrappers: a persistent response cache, a call counter and a budget guard.
+
+They all implement `agents.llm.backend.Backend`, so they stack in front of any backend:
+
+    CachedBackend(CountingBackend(BudgetGuard(make_backend("embedded"), max_calls=...)), store)
+
+- `CachedBackend` answers a conversation it has seen before (same model id, same sampling
+  settings including the seed, same messages; for logprob mode the same choices) from a sqlite
+  file, and sends only the misses on. Backends are deterministic given the sampling seed, so a
+  cached reply is the reply the model would give again. A repeated run therefore makes no calls.
+- `CountingBackend` counts what reaches the model: calls (batches), conversations and tokens.
+- `BudgetGuard` refuses a batch before it is sent when it would exceed a maximum number of
+  model conversations, or when the tokens used so far have reached a maximum (token counts are
+  known only after a call, so the token limit can be overshot by at most one batch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from agents.llm.backend import Backend, BackendError, Conversation, Generation, Sampling
+
+__all__ = [
+    "BudgetExceeded",
+    "BudgetGuard",
+    "CachedBackend",
+    "CallStats",
+    "CountingBackend",
+    "ResponseStore",
+    "conversation_key",
+]
+
+
+def _message_dict(m: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {"type": getattr(m, "type", type(m).__name__), "content": m.content}
+    name = getattr(m, "name", None)
+    if name:
+        d["name"] = name
+    return d
+
+
+def conversation_key(model_id: str, kind: str, conversation: Conversation, settings: Any) -> str:
+    """Hex digest identifying one request: model, kind ("generate"/"logprobs"), settings, messages."""
+    payload = {
+        "model": model_id,
+        "kind": kind,
+        "settings": settings,
+        "messages": [_message_dict(m) for m in conversation],
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class ResponseStore:
+    """A key -> JSON value table in one sqlite file (created on first use; safe across processes)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            conn.commit()
+            self._conn = conn
+        return self._conn
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        """Values found for `keys` (missing keys are absent)."""
+        if not keys:
+            return {}
+        with self._lock:
+            db = self._db()
+            out: dict[str, Any] = {}
+            uniq = list(dict.fromkeys(keys))
+            for i in range(0, len(uniq), 500):
+                chunk = uniq[i : i + 500]
+                q = f"SELECT key, value FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
+                for k, v in db.execute(q, chunk):
+                    out[k] = json.loads(v)
+            return out
+
+    def put_many(self, items: dict[str, Any]) -> None:
+        """Store values (one transaction, durable on return)."""
+        if not items:
+            return
+        with self._lock:
+            db = self._db()
+            db.executemany(
+                "INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)",
+                [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()],
+            )
+            db.commit()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db().execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class _Wrapper(Backend):
+    """Delegates identity to the wrapped backend."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
+
+    def __getattr__(self, name: str) -> Any:
+        # Backend-specific extras (tokenizer, context length...) stay reachable through wrappers.
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+class CachedBackend(_Wrapper):
+    """Answers repeated requests from a `ResponseStore`; only misses reach the wrapped backend."""
+
+    def __init__(self, inner: Backend, store: ResponseStore) -> None:
+        super().__init__(inner)
+        self.store = store
+        self.hits = 0
+        self.misses = 0
+
+    def generate(
+        self, conversations: Sequence[Conversation], sampling: Sequence[Sampling]
+    ) -> list[Generation]:
+        if len(conversations) != len(sampling):
+            raise ValueError(f"{len(conversations)} conversations for {len(sampling)} sampling settings")
+        keys = [
+            conversation_key(self.model_id, "generate", c, s.as_dict())
+            for c, s in zip(conversations, sampling, strict=True)
+        ]
+        found = self.store.get_many(keys)
+        todo = [i for i, k in enumerate(keys) if k not in found]
+        self.hits += len(keys) - len(todo)
+        self.misses += len(todo)
+        if todo:
+            fresh = self.inner.generate([conversations[i] for i in todo], [sampling[i] for i in todo])
+            new = {keys[i]: asdict(g) for i, g in zip(todo, fresh, strict=True)}
+            self.store.put_many(new)
+            found.update(new)
+        return [Generation(**found[k]) for k in keys]
+
+    def choice_logprobs(
+        self, conversations: Sequence[Conversation], choices: Sequence[str]
+    ) -> list[dict[str, float | None]]:
+        keys = [conversation_key(self.model_id, "logprobs", c, list(choices)) for c in conversations]
+        found = self.store.get_many(keys)
+        todo = [i for i, k in enumerate(keys) if k not in found]
+        self.hits += len(keys) - len(todo)
+        self.misses += len(todo)
+        if todo:
+            fresh = self.inner.choice_logprobs([conversations[i] for i in todo], choices)
+            new = {keys[i]: dict(lp) for i, lp in zip(todo, fresh, strict=True)}
+            self.store.put_many(new)
+            found.update(new)
+        return [dict(found[k]) for k in keys]
+
+
+@dataclass
+class CallStats:
+    """What reached a model: calls (batches), conversations, and tokens where reported."""
+
+    calls: int = 0
+    conversations: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class CountingBackend(_Wrapper):
+    """Counts the calls and conversations that reach the wrapped backend."""
+
+    def __init__(self, inner: Backend, stats: CallStats | None = None) -> None:
+        super().__init__(inner)
+        self.stats = stats if stats is not None else CallStats()
+
+    def generate(
+        self, conversations: Sequence[Conversation], sampling: Sequence[Sampling]
+    ) -> list[Generation]:
+        out = self.inner.generate(conversations, sampling)
+        self.stats.calls += 1
+        self.stats.conversations += len(conversations)
+        for g in out:
+            self.stats.prompt_tokens += g.prompt_tokens or 0
+            self.stats.completion_tokens += g.completion_tokens or 0
+        return out
+
+    def choice_logprobs(
+        self, conversations: Sequence[Conversation], choices: Sequence[str]
+    ) -> list[dict[str, float | None]]:
+        out = self.inner.choice_logprobs(conversations, choices)
+        self.stats.calls += 1
+        self.stats.conversations += len(conversations)
+        return out
+
+
+class BudgetExceeded(BackendError):
+    """A model call was refused because it would exceed the run's budget."""
+
+
+class BudgetGuard(CountingBackend):
+    """Refuses a batch, before sending it, that would pass `max_calls` conversations, or once the
+    tokens used reach `max_tokens`. None means no limit."""
+
+    def __init__(
+        self,
+        inner: Backend,
+        max_calls: int | None = None,
+        max_tokens: int | None = None,
+        stats: CallStats | None = None,
+    ) -> None:
+        super().__init__(inner, stats)
+        for name, v in (("max_calls", max_calls), ("max_tokens", max_tokens)):
+            if v is not None and v < 0:
+                raise ValueError(f"{name}={v} must be >= 0 or None")
+        self.max_calls, self.max_tokens = max_calls, max_tokens
+
+    def _check(self, n: int) -> None:
+        s = self.stats
+        if self.max_calls is not None and s.conversations + n > self.max_calls:
+            raise BudgetExceeded(
+                f"budget: {self.model_id}: {s.conversations} model calls made, {n} more would pass "
+                f"budget.max_calls={self.max_calls}"
+            )
+        if self.max_tokens is not None and s.tokens >= self.max_tokens:
+            raise BudgetExceeded(
+                f"budget: {self.model_id}: {s.tokens} tokens used, budget.max_tokens={self.max_tokens} reached"
+            )
+
+    def generate(
+        self, conversations: Sequence[Conversation], sampling: Sequence[Sampling]
+    ) -> list[Generation]:
+        self._check(len(conversations))
+        return super().generate(conversations, sampling)
+
+    def choice_logprobs(
+        self, conversations: Sequence[Conversation], choices: Sequence[str]
+    ) -> list[dict[str, float | None]]:
+        self._check(len(conversations))
+        return super().choice_logprobs(conversations, choices)

@@ -1,0 +1,249 @@
+"""The run configuration: a validated pydantic model, read from YAML and command-line overrides.
+
+Errors name the file (or flag) and field and list what is allowed; the runner turns them into
+exit status 2 before it writes anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from runs.agents import AGENT_KINDS, AgentSpecError, check_spec
+from scenarios import VALUE_NAMES, ScenarioError, instrument_ids, load_instrument, parse_model
+
+__all__ = [
+    "CONFIG_DIR",
+    "RESUME_KEYS",
+    "Budget",
+    "ConfigError",
+    "LLMSettings",
+    "RunConfig",
+    "apply_overrides",
+    "load_config",
+    "preset_path",
+]
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+ORDERS = ("fixed", "reversed", "permuted")
+
+
+class ConfigError(ValueError):
+    """A bad run configuration (file, key, value or flag); the message says what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LLMSettings(_Strict):
+    """How LLM agents decide (passed to agents.llm.GoalPromptedPolicy)."""
+
+    mode: Literal["generate", "logprob"] = Field(
+        "generate", description="generate: free text + parser; logprob: distribution over the option letters"
+    )
+    temperature: float = Field(
+        1.0, ge=0.0, description="sampling temperature (0: greedy; trials then repeat)"
+    )
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling")
+    max_new_tokens: int = Field(64, ge=1, description="reply length limit for item answers")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="further GoalPromptedPolicy keyword arguments (e.g. max_reasks)"
+    )
+
+
+class Budget(_Strict):
+    """Limits for API models, checked before each call (None: no limit)."""
+
+    max_calls: int | None = Field(None, ge=0, description="model calls (conversations sent) per agent")
+    max_tokens: int | None = Field(None, ge=0, description="prompt + completion tokens per agent")
+
+
+class RunConfig(_Strict):
+    """One evaluation: the grid agents x values x goal x trials x instruments x option orders."""
+
+    name: str | None = Field(None, description="run name; the run directory is <results_dir>/<name>")
+    results_dir: str = Field("results", description="parent folder of run directories (git-ignored)")
+    agents: list[str] = Field(["llm:embedded"], min_length=1, description="agent specs, see below")
+    values: list[Literal["altruistic", "prosocial", "individualistic", "competitive"]] = Field(
+        list(VALUE_NAMES), min_length=1, description="value orientations to induce (and score against)"
+    )
+    goal: Literal["on", "off", "both"] = Field("both", description="goal prompt condition(s)")
+    trials: int = Field(1, ge=1, description="independent trials per cell")
+    instruments: list[str] = Field(["slider"], min_length=1, description="instrument ids")
+    items: Literal["primary", "all"] = Field("primary", description="slider items: 6 primary or all 15")
+    orders: list[Literal["fixed", "reversed", "permuted"]] = Field(
+        ["fixed"], min_length=1, description="option-order conditions (fixed = the paper's)"
+    )
+    seed: int = Field(0, ge=0, description="base seed; episode seeds derive from it")
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    budget: Budget = Field(default_factory=Budget)
+    cache: Literal["shared", "run", "off"] = Field(
+        "shared", description="response cache: shared (.cache/responses.sqlite), run (in the run dir), off"
+    )
+    batch_size: int = Field(8, ge=1, description="episodes stepped together; a kill loses at most one batch")
+    n_boot: int = Field(2000, ge=100, description="bootstrap resamples for intervals")
+    ci_level: float = Field(0.95, gt=0.0, lt=1.0, description="interval level")
+    convention: Literal["interval", "ideal"] = Field(
+        "interval", description="value-rationality target used for the radar figure and goal effect"
+    )
+    scenario: str | None = Field(None, description="multi-agent scenario id (dispatches to runs.multi)")
+    scenario_options: dict[str, Any] = Field(default_factory=dict, description="passed to runs.multi")
+
+    @field_validator("instruments")
+    @classmethod
+    def _instruments(cls, v: list[str]) -> list[str]:
+        allowed = instrument_ids()
+        bad = [x for x in v if x not in allowed]
+        if bad:
+            raise ValueError(f"unknown instrument(s) {bad}; allowed: {allowed}")
+        return v
+
+    @field_validator("agents", "values", "instruments", "orders")
+    @classmethod
+    def _unique(cls, v: list) -> list:
+        dup = sorted({x for x in v if v.count(x) > 1})
+        if dup:
+            raise ValueError(f"duplicate entries {dup}")
+        return v
+
+    @model_validator(mode="after")
+    def _agents(self) -> RunConfig:
+        n_opts = [load_instrument(i).n_options for i in self.instruments]
+        for spec in self.agents:
+            try:
+                check_spec(spec, n_opts)
+            except AgentSpecError as err:
+                raise ValueError(str(err)) from None
+        return self
+
+    def goals(self) -> list[bool]:
+        return {"on": [True], "off": [False], "both": [True, False]}[self.goal]
+
+    def n_episodes(self) -> int:
+        return (
+            len(self.agents)
+            * len(self.values)
+            * len(self.goals())
+            * self.trials
+            * len(self.instruments)
+            * len(self.orders)
+        )
+
+    def resume_view(self) -> dict[str, Any]:
+        """The part of the config a resumed run must share with the manifest."""
+        d = self.model_dump(mode="json")
+        return {k: d[k] for k in RESUME_KEYS}
+
+
+#: Keys that define the episodes and how agents act; the others (where results go, budget,
+#: cache, batch size, report settings) may change when a run is resumed.
+RESUME_KEYS = (
+    "agents",
+    "values",
+    "goal",
+    "trials",
+    "instruments",
+    "items",
+    "orders",
+    "seed",
+    "llm",
+    "scenario",
+    "scenario_options",
+)
+
+_SECTIONS: dict[str, type[BaseModel]] = {"llm": LLMSettings, "budget": Budget}
+
+
+def _check_keys(data: dict[str, Any], source: str) -> None:
+    allowed = list(RunConfig.model_fields)
+    bad = [k for k in data if k not in allowed]
+    if bad:
+        raise ConfigError(f"{source}: unknown key(s) {bad}; allowed: {allowed}")
+    for sec, model in _SECTIONS.items():
+        sub = data.get(sec)
+        if isinstance(sub, dict):
+            ok = list(model.model_fields)
+            bad = [k for k in sub if k not in ok]
+            if bad:
+                raise ConfigError(
+                    f"{source}: unknown key(s) {[f'{sec}.{k}' for k in bad]}; allowed in {sec}: {ok}"
+                )
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if k in _SECTIONS and isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = {**out[k], **v}
+        else:
+            out[k] = v
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's mapping (empty file: {})."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    _check_keys(data, str(path))
+    return data
+
+
+def preset_path(name: str) -> Path:
+    """Path of a shipped config (runs/configs/<name>.yaml)."""
+    p = CONFIG_DIR / f"{name}.yaml"
+    if not p.is_file():
+        raise ConfigError(
+            f"unknown preset {name!r}; allowed: {sorted(q.stem for q in CONFIG_DIR.glob('*.yaml'))}"
+        )
+    return p
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], source: str) -> dict[str, Any]:
+    """Merge dotted-key overrides ("llm.mode": "logprob") into a config mapping."""
+    out = dict(data)
+    for key, v in overrides.items():
+        head, _, tail = key.partition(".")
+        if tail:
+            if head not in _SECTIONS and head != "scenario_options":
+                raise ConfigError(
+                    f"{source}: {key!r}: only llm.*, budget.* and scenario_options.* take dotted keys"
+                )
+            out[head] = {**(out.get(head) or {}), tail: v}
+        else:
+            out[head] = v
+    _check_keys(out, source)
+    return out
+
+
+def validate(data: dict[str, Any], source: str) -> RunConfig:
+    """Validate a merged mapping into a RunConfig, or raise ConfigError naming each bad field."""
+    _check_keys(data, source)
+    try:
+        return parse_model(data, RunConfig, source)
+    except ScenarioError as err:
+        msg = str(err)
+        if "agents" in msg:
+            msg += f"\n  agent specs allowed: {', '.join(AGENT_KINDS)}"
+        raise ConfigError(msg) from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Config from a YAML file (default: the shipped default.yaml) plus dotted-key overrides."""
+    p = Path(path) if path is not None else preset_path("default")
+    data = _merge({}, read_yaml(p))
+    if overrides:
+        data = apply_overrides(data, overrides, f"{p} + overrides")
+    return validate(data, str(p))

@@ -1,0 +1,166 @@
+"""The run's figures: the paper's radar of value rationality, and SVO angles against the slider's
+category bands. Both read a summary (runs.report.summarise) and are written with matplotlib's Agg
+backend (no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["angle_plot", "radar_plot"]
+
+_GOAL_STYLE = {True: ("tab:blue", "with goal prompt"), False: ("tab:orange", "without goal prompt")}
+_ORDER_LS = {"fixed": "-", "reversed": "--", "permuted": ":"}
+_BAND_COLOURS = {
+    "altruistic": "#d9f0d3",
+    "prosocial": "#e7f3fb",
+    "individualistic": "#fdf1d8",
+    "competitive": "#f8dcdc",
+}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def radar_plot(summary: dict[str, Any], path: Path, convention: str | None = None) -> Path | None:
+    """Value rationality (0-60) per value, with vs without the goal prompt, one panel per agent.
+
+    Uses the slider cells; one line per goal condition (and per option order when several).
+    Returns the path, or None when no slider cell has a rationality score.
+    """
+    import numpy as np
+
+    conv = convention or summary.get("convention", "interval")
+    cells = [
+        c
+        for c in summary["cells"]
+        if c["instrument"] == "slider" and c.get(f"rationality_{conv}") is not None
+    ]
+    if not cells:
+        return None
+    agents = list(dict.fromkeys(c["agent"] for c in cells))
+    values = list(dict.fromkeys(c["value"] for c in summary["cells"]))
+    plt = _pyplot()
+    n = len(agents)
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(
+        rows, cols, subplot_kw={"projection": "polar"}, figsize=(4.2 * cols, 4.4 * rows), squeeze=False
+    )
+    theta = np.linspace(0, 2 * np.pi, len(values), endpoint=False)
+    for ax, agent in zip(axes.flat, agents, strict=False):
+        mine = [c for c in cells if c["agent"] == agent]
+        for goal in (True, False):
+            for order in dict.fromkeys(c["order"] for c in mine):
+                by_value = {
+                    c["value"]: c[f"rationality_{conv}"]
+                    for c in mine
+                    if c["goal"] == goal and c["order"] == order
+                }
+                if not by_value:
+                    continue
+                r = np.array([by_value.get(v, np.nan) for v in values], dtype=float)
+                colour, label = _GOAL_STYLE[goal]
+                label = label if len({c["order"] for c in mine}) == 1 else f"{label}, {order}"
+                tt, rr = np.append(theta, theta[0]), np.append(r, r[0])
+                ax.plot(tt, rr, color=colour, ls=_ORDER_LS.get(order, "-"), marker="o", label=label)
+                ax.fill(tt, np.nan_to_num(rr), color=colour, alpha=0.12)
+        ax.set_xticks(theta)
+        ax.set_xticklabels(values)
+        ax.set_ylim(0, 60)
+        ax.set_yticks([0, 15, 30, 45, 60])
+        ax.set_title(agent, pad=18, fontsize=10)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), fontsize=8, frameon=False)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(f"Value rationality (0-60, {conv} convention), slider", fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def angle_plot(summary: dict[str, Any], episodes: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    """Per-episode SVO angles (dots), cell means with 95% intervals (bars) and the target's ideal
+    angle (x), against the slider's category bands; one panel per agent."""
+    import numpy as np
+
+    from runs.report import rescore
+    from scenarios import load_instrument, load_values
+    from scoring.svo import ideal_type_angle
+
+    eps = [e for e in episodes if e["instrument"] == "slider"]
+    if not eps:
+        return None
+    angles: dict[tuple, list[float]] = {}
+    for e in eps:
+        a = rescore(e).get("angle")
+        if a is not None:
+            angles.setdefault((e["agent"], e["value"], e["goal"], e["order"]), []).append(a)
+    cells = [c for c in summary["cells"] if c["instrument"] == "slider"]
+    agents = list(dict.fromkeys(c["agent"] for c in cells))
+    slider = load_instrument("slider").subset("primary")
+    bounds = {name: v.bounds() for name, v in load_values().items()}
+    lo_x, hi_x = -20.0, 66.0
+    plt = _pyplot()
+    heights = [max(2, len([c for c in cells if c["agent"] == a])) * 0.42 + 1.0 for a in agents]
+    fig, axes = plt.subplots(
+        len(agents), 1, figsize=(8, sum(heights)), squeeze=False, gridspec_kw={"height_ratios": heights}
+    )
+    rng = np.random.default_rng(0)  # jitter only; does not touch any result
+    for ax, agent in zip(axes[:, 0], agents, strict=False):
+        mine = [c for c in cells if c["agent"] == agent]
+        for name, (lo, hi) in bounds.items():
+            ax.axvspan(max(lo, lo_x), min(hi, hi_x), color=_BAND_COLOURS[name], zorder=0)
+            ax.text(
+                (max(lo, lo_x) + min(hi, hi_x)) / 2,
+                -0.45,
+                name,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="0.35",
+            )
+        labels = []
+        for y, c in enumerate(mine):
+            colour, _ = _GOAL_STYLE[c["goal"]]
+            pts = angles.get((agent, c["value"], c["goal"], c["order"]), [])
+            if pts:
+                ax.scatter(
+                    pts, y + rng.uniform(-0.15, 0.15, len(pts)), s=10, color=colour, alpha=0.5, zorder=2
+                )
+            if c["angle_mean"] is not None:
+                ci = c["angle_ci"] or [c["angle_mean"], c["angle_mean"]]
+                ax.errorbar(
+                    c["angle_mean"],
+                    y,
+                    xerr=[[c["angle_mean"] - ci[0]], [ci[1] - c["angle_mean"]]],
+                    fmt="D",
+                    color="black",
+                    ms=5,
+                    capsize=3,
+                    zorder=3,
+                )
+            ax.scatter(
+                [ideal_type_angle(slider, c["value"])], [y], marker="x", color="crimson", s=40, zorder=4
+            )
+            labels.append(f"{c['value']}, goal {'on' if c['goal'] else 'off'}, {c['order']}")
+        ax.set_yticks(range(len(mine)))
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.set_ylim(len(mine) - 0.1, -0.7)
+        ax.set_xlim(lo_x, hi_x)
+        ax.set_title(agent, fontsize=10)
+        ax.set_xlabel("SVO angle (degrees); dots: episodes, diamond: mean [95% CI], x: target ideal type")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

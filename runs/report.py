@@ -1,0 +1,480 @@
+"""python -m runs.report DIR: re-score a run's episodes, recompute its statistics, re-plot.
+
+Needs no model: the episodes' canonical choices are re-scored with scoring.score_episode, grouped
+into cells (agent, instrument, value, goal, option order), and summarised with scoring.stats.
+Writes summary.json, summary.csv, summary.md and the plots into the run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from runs.store import RunStore, StoreError
+from scenarios import load_instrument
+from scoring.episode import score_episode
+from scoring.stats import cell_summary, distinct_indices, goal_effect, position_bias, stable_seed
+
+__all__ = ["main", "print_table", "rescore", "summarise", "write_reports"]
+
+CELL_KEYS = ("agent", "instrument", "value", "goal", "order")
+
+
+def rescore(episode: dict[str, Any]) -> dict[str, Any]:
+    """Score one stored episode again from its canonical choices."""
+    inst = load_instrument(episode["instrument"])
+    if inst.scoring == "slider":
+        inst = inst.subset(episode.get("items", "primary"))
+    choices = {int(k): v for k, v in episode["choices"].items()}
+    return score_episode(inst, choices, target_value=episode["value"])
+
+
+def _obs_key(ep: dict[str, Any]) -> str:
+    return json.dumps([ep.get("shown_orders"), ep["choices"]], sort_keys=True)
+
+
+def summarise(manifest: dict[str, Any], episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Cells, goal effects, position bias and per-agent overall rows from re-scored episodes."""
+    cfg = manifest.get("config", {})
+    n_boot, level = int(cfg.get("n_boot", 2000)), float(cfg.get("ci_level", 0.95))
+    base_seed, conv = int(cfg.get("seed", 0)), cfg.get("convention", "interval")
+    deterministic = manifest.get("deterministic", {})
+    scored, mismatched = [], 0
+    for ep in episodes:
+        s = rescore(ep)
+        if ep.get("score") is not None and json.dumps(ep["score"], sort_keys=True) != json.dumps(
+            s, sort_keys=True
+        ):
+            mismatched += 1
+        scored.append((ep, s))
+    groups: dict[tuple, list] = defaultdict(list)
+    for ep, s in scored:
+        groups[tuple(ep[k] for k in CELL_KEYS)].append((ep, s))
+    order_of = {k: i for i, k in enumerate(cfg.get("agents", []))}
+    vorder = {v: i for i, v in enumerate(cfg.get("values", []))}
+    oorder = {v: i for i, v in enumerate(cfg.get("orders", []))}
+
+    def sort_key(k: tuple) -> tuple:
+        a, i, v, g, o = k
+        return (order_of.get(a, 99), a, i, vorder.get(v, 99), not g, oorder.get(o, 99), o)
+
+    cells = []
+    for key in sorted(groups, key=sort_key):
+        members = sorted(groups[key], key=lambda x: x[0]["trial"])
+        row = dict(zip(CELL_KEYS, key, strict=True))
+        row.update(
+            cell_summary(
+                [s for _, s in members],
+                key[2],
+                observation_keys=[_obs_key(ep) for ep, _ in members],
+                dedupe=bool(deterministic.get(key[0], False)),
+                n_boot=n_boot,
+                level=level,
+                seed=stable_seed(base_seed, "cell", *key),
+            )
+        )
+        use = members
+        if row["deduplicated"]:
+            keep = distinct_indices([_obs_key(ep) for ep, _ in members])
+            use = [members[i] for i in keep]
+        row["_used"] = [s.get("angle") for _, s in use if s.get("angle") is not None]
+        cells.append(row)
+
+    def angles_of(agent, inst, value, goal, order):
+        for c in cells:
+            if (c["agent"], c["instrument"], c["value"], c["goal"], c["order"]) == (
+                agent,
+                inst,
+                value,
+                goal,
+                order,
+            ):
+                return c
+        return None
+
+    effects, biases = [], []
+    for c in cells:
+        if c["goal"]:
+            off = angles_of(c["agent"], c["instrument"], c["value"], False, c["order"])
+            if off is not None:
+                e = goal_effect(
+                    _used_angles(c),
+                    _used_angles(off),
+                    c["value"],
+                    conv,
+                    n_boot=n_boot,
+                    level=level,
+                    seed=stable_seed(base_seed, "goal", c["agent"], c["instrument"], c["value"], c["order"]),
+                )
+                if e is not None:
+                    effects.append(
+                        {
+                            "agent": c["agent"],
+                            "instrument": c["instrument"],
+                            "value": c["value"],
+                            "order": c["order"],
+                            **e,
+                        }
+                    )
+    seen = set()
+    for c in cells:
+        k = (c["agent"], c["instrument"], c["value"], c["goal"])
+        if k in seen:
+            continue
+        seen.add(k)
+        by_order = {
+            x["order"]: _used_angles(x)
+            for x in cells
+            if (x["agent"], x["instrument"], x["value"], x["goal"]) == k
+        }
+        b = position_bias(by_order, n_boot=n_boot, level=level, seed=stable_seed(base_seed, "order", *k))
+        if b is not None:
+            biases.append({"agent": k[0], "instrument": k[1], "value": k[2], "goal": k[3], **b})
+    overall = _overall(cells, conv)
+    for c in cells:
+        c.pop("_used", None)
+    return {
+        "run": manifest.get("config", {}).get("name"),
+        "convention": conv,
+        "n_episodes": len(episodes),
+        "rescored_mismatches": mismatched,
+        "cells": cells,
+        "overall": overall,
+        "goal_effect": effects,
+        "position_bias": biases,
+    }
+
+
+def _used_angles(cell: dict[str, Any]) -> list[float]:
+    """Angles the cell's statistics used (first of each distinct observation when deduplicated)."""
+    return cell["_used"]
+
+
+def _overall(cells: list[dict[str, Any]], conv: str) -> list[dict[str, Any]]:
+    """Mean 0-60 rationality over values per (agent, instrument, goal, order)."""
+    groups: dict[tuple, list] = defaultdict(list)
+    for c in cells:
+        groups[(c["agent"], c["instrument"], c["goal"], c["order"])].append(c)
+    out = []
+    for (a, i, g, o), cs in groups.items():
+        vals = [c.get(f"rationality_{conv}") for c in cs]
+        ok = [v for v in vals if v is not None]
+        hit_k = sum(c["hit"]["k"] for c in cs if c.get("hit"))
+        hit_n = sum(c["hit"]["n"] for c in cs if c.get("hit"))
+        inv_k = sum(c["invalid"]["k"] for c in cs)
+        inv_n = sum(c["invalid"]["n"] for c in cs)
+        out.append(
+            {
+                "agent": a,
+                "instrument": i,
+                "goal": g,
+                "order": o,
+                "n_values": len(cs),
+                "n_values_scored": len(ok),
+                f"mean_rationality_{conv}": round(sum(ok) / len(ok), 3) if ok else None,
+                "hit": {"k": hit_k, "n": hit_n, "rate": round(hit_k / hit_n, 6) if hit_n else None},
+                "invalid": {"k": inv_k, "n": inv_n, "rate": round(inv_k / inv_n, 6) if inv_n else None},
+            }
+        )
+    return out
+
+
+# -- output files --------------------------------------------------------------------------------
+
+CSV_COLUMNS = (
+    "agent",
+    "instrument",
+    "value",
+    "goal",
+    "order",
+    "n_episodes",
+    "n_distinct",
+    "n_used",
+    "n_angle",
+    "angle_mean",
+    "angle_ci_lo",
+    "angle_ci_hi",
+    "angle_sd",
+    "category_of_mean",
+    "hit_k",
+    "hit_n",
+    "hit_rate",
+    "distance_interval",
+    "rationality_interval",
+    "rationality_interval_ci_lo",
+    "rationality_interval_ci_hi",
+    "distance_ideal",
+    "rationality_ideal",
+    "rationality_ideal_ci_lo",
+    "rationality_ideal_ci_hi",
+    "episode_rationality_interval_mean",
+    "episode_rationality_ideal_mean",
+    "invalid_k",
+    "invalid_n",
+    "invalid_rate",
+    "transitive_k",
+    "transitive_n",
+    "transitive_rate",
+    "vector_length_mean",
+)
+
+
+def _flat(cell: dict[str, Any]) -> dict[str, Any]:
+    row = {k: v for k, v in cell.items() if not isinstance(v, (dict, list))}
+    for k in ("angle_ci", "rationality_interval_ci", "rationality_ideal_ci"):
+        ci = cell.get(k)
+        row[f"{k}_lo"], row[f"{k}_hi"] = (ci[0], ci[1]) if ci else (None, None)
+    for k in ("hit", "invalid", "transitive"):
+        r = cell.get(k) or {}
+        row[f"{k}_k"], row[f"{k}_n"], row[f"{k}_rate"] = r.get("k"), r.get("n"), r.get("rate")
+    return row
+
+
+def _fmt(x: Any, nd: int = 1) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+def _ci(ci: list | None, nd: int = 1) -> str:
+    return "" if not ci else f" [{ci[0]:.{nd}f}, {ci[1]:.{nd}f}]"
+
+
+def _kn(r: dict | None) -> str:
+    return "-" if not r else f"{r['k']}/{r['n']}"
+
+
+def cell_table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the main results table (shared by markdown and the terminal)."""
+    head = [
+        "agent",
+        "instrument",
+        "value",
+        "goal",
+        "order",
+        "n (distinct)",
+        "angle [95% CI]",
+        "category",
+        "hit k/n",
+        "rationality 0-60 interval [95% CI]",
+        "rationality 0-60 ideal",
+        "invalid k/n",
+        "transitive k/n",
+        "length",
+    ]
+    rows = []
+    for c in summary["cells"]:
+        rows.append(
+            [
+                c["agent"],
+                c["instrument"],
+                c["value"],
+                "on" if c["goal"] else "off",
+                c["order"],
+                f"{c['n_episodes']} ({c['n_distinct']})",
+                _fmt(c["angle_mean"]) + _ci(c["angle_ci"]),
+                c["category_of_mean"],
+                _kn(c.get("hit")),
+                _fmt(c.get("rationality_interval")) + _ci(c.get("rationality_interval_ci")),
+                _fmt(c.get("rationality_ideal")),
+                _kn(c["invalid"]),
+                _kn(c.get("transitive")),
+                _fmt(c["vector_length_mean"]),
+            ]
+        )
+    return head, rows
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
+    cfg = manifest.get("config", {})
+    conv = summary["convention"]
+    out = [
+        f"# SVO evaluation: {cfg.get('name') or 'run'}",
+        "",
+        f"{summary['n_episodes']} episodes; agents {cfg.get('agents')}; LLM mode {cfg.get('llm', {}).get('mode')}, "
+        f"temperature {cfg.get('llm', {}).get('temperature')}; seed {cfg.get('seed')}; "
+        f"code {manifest.get('code', {}).get('commit')}{' (dirty)' if manifest.get('code', {}).get('dirty') else ''}.",
+        "",
+        "Angle: mean SVO angle over trials (degrees) with a percentile bootstrap 95% interval. "
+        "Rationality: the study's 0-60 scale, max(0, 60 - distance) of the mean angle to the target value's "
+        "category interval (`interval`, default) or ideal-type angle (`ideal`). n (distinct): episodes "
+        "(distinct observations; deterministic agents count each distinct observation once). "
+        "Every rate is k/n.",
+        "",
+        "## Cells",
+        "",
+        _md_table(*cell_table_rows(summary)),
+    ]
+    if summary["overall"]:
+        out += ["", f"## Overall (mean rationality over values, {conv})", ""]
+        head = [
+            "agent",
+            "instrument",
+            "goal",
+            "order",
+            "values scored",
+            f"mean rationality ({conv})",
+            "hit k/n",
+            "invalid k/n",
+        ]
+        rows = [
+            [
+                o["agent"],
+                o["instrument"],
+                "on" if o["goal"] else "off",
+                o["order"],
+                f"{o['n_values_scored']}/{o['n_values']}",
+                _fmt(o[f"mean_rationality_{conv}"]),
+                _kn(o["hit"]),
+                _kn(o["invalid"]),
+            ]
+            for o in summary["overall"]
+        ]
+        out.append(_md_table(head, rows))
+    if summary["goal_effect"]:
+        out += ["", f"## Goal-prompt effect (with minus without; rationality {conv}, 0-60)", ""]
+        head = [
+            "agent",
+            "instrument",
+            "value",
+            "order",
+            "n on/off",
+            "rationality on",
+            "off",
+            "diff [95% CI]",
+            "angle diff [95% CI]",
+        ]
+        rows = [
+            [
+                e["agent"],
+                e["instrument"],
+                e["value"],
+                e["order"],
+                f"{e['n_on']}/{e['n_off']}",
+                _fmt(e["rationality_on"]),
+                _fmt(e["rationality_off"]),
+                _fmt(e["rationality_diff"]) + _ci(e["rationality_diff_ci"]),
+                _fmt(e["angle_diff"]) + _ci(e["angle_diff_ci"]),
+            ]
+            for e in summary["goal_effect"]
+        ]
+        out.append(_md_table(head, rows))
+    if summary["position_bias"]:
+        out += ["", "## Position bias (mean angle by option order; index = max - min, degrees)", ""]
+        head = [
+            "agent",
+            "instrument",
+            "value",
+            "goal",
+            "index",
+            "mean angle by order",
+            "differences [95% CI]",
+        ]
+        rows = []
+        for b in summary["position_bias"]:
+            means = ", ".join(f"{k} {_fmt(v)} (n={b['n'][k]})" for k, v in b["means"].items())
+            pairs = "; ".join(f"{p['to']}-{p['from']} {_fmt(p['diff'])}{_ci(p['ci'])}" for p in b["pairs"])
+            rows.append(
+                [
+                    b["agent"],
+                    b["instrument"],
+                    b["value"],
+                    "on" if b["goal"] else "off",
+                    _fmt(b["index"]),
+                    means,
+                    pairs,
+                ]
+            )
+        out.append(_md_table(head, rows))
+    if summary.get("plots"):
+        out += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in summary["plots"]]
+    if summary["rescored_mismatches"]:
+        out += [
+            "",
+            f"Note: {summary['rescored_mismatches']} stored episode scores differ from a fresh re-scoring; "
+            "the tables use the fresh scores.",
+        ]
+    return "\n".join(out) + "\n"
+
+
+def write_reports(run_dir: str | Path, plots: bool = True) -> dict[str, Any]:
+    """Re-score the run in `run_dir` and write summary.json/.csv/.md and the plots; return the summary."""
+    run_dir = Path(run_dir)
+    store = RunStore(run_dir)
+    if not store.exists():
+        raise StoreError(f"{run_dir}: no manifest.json (not a run directory)")
+    manifest = store.read_manifest()
+    episodes = store.episodes()
+    summary = summarise(manifest, episodes)
+    if plots and episodes:
+        from runs.plots import angle_plot, radar_plot
+
+        made = [
+            radar_plot(summary, run_dir / "radar.png"),
+            angle_plot(summary, episodes, run_dir / "angles.png"),
+        ]
+        summary["plots"] = [str(p.name) for p in made if p is not None]
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    with (run_dir / "summary.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for c in summary["cells"]:
+            w.writerow(_flat(c))
+    (run_dir / "summary.md").write_text(markdown(summary, manifest), encoding="utf-8")
+    return summary
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    """The results table on the terminal (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    head, rows = cell_table_rows(summary)
+    table = Table(title=f"SVO results ({summary['n_episodes']} episodes)", show_lines=False)
+    for h in head:
+        table.add_column(h, overflow="fold")
+    for r in rows:
+        table.add_row(*r)
+    Console(stderr=False).print(table)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m runs.report",
+        description="Re-score a run's episodes and rewrite its summaries and plots (no model needed).",
+    )
+    p.add_argument("run_dir", help="a run directory written by python -m runs.evaluate")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    p.add_argument("--quiet", action="store_true", help="do not print the table")
+    args = p.parse_args(argv)
+    try:
+        summary = write_reports(args.run_dir, plots=not args.no_plots)
+    except StoreError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print_table(summary)
+    print(
+        f"wrote summary.json, summary.csv, summary.md{', plots' if summary.get('plots') else ''} in "
+        f"{args.run_dir}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
