@@ -1,0 +1,58 @@
+"""Pieces shared by the dilemma envs: the no-answer convention, beliefs, spaces, records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+
+__all__ = ["NO_ANSWER", "belief", "history_space", "payoff_box", "seed_rng"]
+
+#: Pass as an agent's action when it gave no valid answer. Its interactions that round are void
+#: (no payoff to either side), it is recorded as invalid and counted, never replaced by an action.
+NO_ANSWER = -1
+
+
+def seed_rng(seed: int | None) -> tuple[np.random.Generator, int]:
+    """The env's one generator (Gymnasium's seeding), as reset(seed=...) creates it."""
+    return seeding.np_random(seed)
+
+
+def belief(counts: np.ndarray, kind: str) -> np.ndarray:
+    """Belief about a partner's next action from its past action counts (..., n_actions).
+
+    "uniform": every action equally likely (a level-0 belief, used for one-shot games);
+    "empirical": past frequencies with one pseudo-count per action (Laplace), so uniform before
+    any play and approaching the observed frequencies.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    n = c.shape[-1]
+    if kind == "uniform":
+        return np.full(c.shape, 1.0 / n)
+    return (c + 1.0) / (c.sum(axis=-1, keepdims=True) + n)
+
+
+def payoff_box(low: float, high: float, n_actions: int) -> spaces.Box:
+    """Box for the per-action expected [self, other] payoffs, with a margin for float32."""
+    lo, hi = float(np.floor(low)) - 1.0, float(np.ceil(high)) + 1.0
+    return spaces.Box(lo, hi, shape=(n_actions, 2), dtype=np.float32)
+
+
+def history_space(memory: int, n_actions: int) -> spaces.Box:
+    """Last `memory` rounds (oldest first): row 0 my action one-hot, row 1 partners' action shares."""
+    return spaces.Box(0.0, 1.0, shape=(memory, 2, n_actions), dtype=np.float32)
+
+
+def jsonable(x: Any) -> Any:
+    """Numbers and arrays as plain JSON values (NaN -> None)."""
+    if isinstance(x, np.ndarray):
+        return [jsonable(v) for v in x.tolist()]
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return None if np.isnan(x) else round(float(x), 6)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x

@@ -1,0 +1,286 @@
+"""Two-person symmetric games (matrix dilemmas and the paired SVO slider) on a graph."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import networkx as nx
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from envs.dilemmas.common import NO_ANSWER, belief, history_space, payoff_box, seed_rng
+from scenarios.dilemmas import Dilemma, load_dilemma
+
+__all__ = ["MatrixGameEnv"]
+
+
+class MatrixGameEnv(ParallelEnv):
+    """A symmetric two-person game played simultaneously by every pair of neighbours on a graph.
+
+    ## Description
+    One class for every scenario of kind "matrix" (prisoner's dilemma, stag hunt, chicken, or any
+    symmetric table written in YAML) and "slider" (the paired SVO slider). By default the graph is
+    one pair; a scenario's `graph` (ring, small-world, scale-free, complete, an edge list) makes it
+    a population: each round every player picks one action, which it plays against each of its
+    neighbours. Repeated games (`rounds` > 1) keep the same partners.
+    Paired slider: each round is one slider item; both players allocate on it, and each receives
+    what it kept plus what its partner gave (payoffs add up).
+
+    ## Agents
+    "player_0" .. "player_{n-1}" (graph nodes in sorted order; `node_of` maps names to nodes).
+
+    ## Observation space (per agent)
+    Dict:
+    - "round": Discrete(rounds), the current round;
+    - "payoffs": Box((n_actions, 2), float32): for each own action, the [self, other] payoff it is
+      expected to yield this round: self = my payoff, other = my partners' mean payoff from
+      playing me. Matrix games take the expectation under the scenario's `belief` about each
+      partner's action ("uniform", or "empirical": partner's past frequencies, Laplace-smoothed);
+      the slider needs none (a partner's allocation adds the same amount whatever I choose), so
+      its payoffs are the item's (kept, given) options. These are the options the SVO fit uses;
+      `aggregate: sum` multiplies them by the number of partners;
+    - "history": Box((memory, 2, n_actions), float32): the last `memory` rounds, oldest first;
+      row 0 is my action (one-hot), row 1 the share of partners choosing each action (zeros
+      before round 1 and for void rounds).
+
+    ## Action space
+    Discrete(n_actions) (slider: the item's options, left to right). `NO_ANSWER` (-1) marks an
+    invalid answer: the player's interactions that round are void (no payoff to either side).
+
+    ## Rewards
+    Own payoff per round: the mean (or sum, `aggregate`) over partners of the game's payoff;
+    slider: kept + mean given by partners. Void interactions are skipped.
+
+    ## Episode end
+    All agents terminate after `rounds` rounds (slider: `rounds` passes over the items). No
+    truncation.
+
+    ## Info (per agent, per step)
+    "round", "action" (None if invalid), "valid", "self" (realised own payoff), "other" (realised
+    mean payoff of partners from interactions with me), "options" (the observation's payoffs at
+    decision time), "cooperation" (0..1 score of the action), "partners" (valid interactions).
+
+    ## Arguments
+    scenario: a scenario id or a validated `Dilemma` (kind "matrix" or "slider").
+    rounds: override the scenario's rounds. graph: override the scenario's graph (nx.Graph).
+    render_mode: None | "ansi".
+
+    ## Version history
+    v0: initial release.
+    """
+
+    metadata = {"name": "dilemma_matrix_v0", "render_modes": ["ansi"], "is_parallelizable": True}
+
+    def __init__(
+        self,
+        scenario: str | Dilemma = "prisoners_dilemma",
+        rounds: int | None = None,
+        graph: nx.Graph | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        d = load_dilemma(scenario) if isinstance(scenario, str) else scenario
+        if d.game not in ("matrix", "slider"):
+            raise ValueError(f"scenario {d.id!r} is a {d.game!r} game; MatrixGameEnv plays 'matrix' and 'slider'")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode={render_mode!r}; allowed: {self.metadata['render_modes']}")
+        if rounds is not None and rounds < 1:
+            raise ValueError(f"rounds={rounds}; must be >= 1")
+        self.scenario = d
+        self.render_mode = render_mode
+        self.graph = self._graph(d, graph)
+        self.possible_agents = sorted(self.graph.nodes, key=lambda a: int(a.split("_")[1]))
+        self.node_of = {a: self.graph.nodes[a].get("node", a) for a in self.possible_agents}
+        idx = {a: i for i, a in enumerate(self.possible_agents)}
+        self._nbrs = [np.array([idx[b] for b in sorted(self.graph[a], key=idx.get)]) for a in self.possible_agents]
+        n = len(self.possible_agents)
+        self._adj = np.zeros((n, n))
+        for i, nb in enumerate(self._nbrs):
+            self._adj[i, nb] = 1.0
+        self._deg = self._adj.sum(axis=1)
+        self._scale = np.ones(n) if d.aggregate == "mean" else self._deg
+
+        if d.game == "slider":
+            from scenarios.instruments import load_instrument
+
+            inst = load_instrument(d.instrument or "slider").subset(d.items)
+            opts = inst.payoffs()  # (items, n_opt, 2)
+            self.action_labels = [f"option {k + 1}" for k in range(opts.shape[1])]
+            self._options = np.tile(opts, (d.rounds if rounds is None else rounds, 1, 1))
+            s, o = self._options[..., 0], self._options[..., 1]
+            self._tables = np.stack([s[:, :, None] + o[:, None, :], o[:, :, None] + s[:, None, :]], axis=-1)
+            span = o.max(axis=1, keepdims=True) - o.min(axis=1, keepdims=True)
+            self._coop = np.where(span > 0, (o - o.min(axis=1, keepdims=True)) / np.where(span > 0, span, 1), 0.0)
+            lo, hi = float(opts.min()), float(opts.max())
+        else:
+            tab = d.matrix_table()
+            self.rounds_ = d.rounds if rounds is None else rounds
+            self.action_labels = [a.label or a.name for a in d.actions]
+            self._tables = np.broadcast_to(tab, (self.rounds_,) + tab.shape)
+            self._options = None
+            self._coop = np.broadcast_to(d.cooperation_scores(), (self.rounds_, len(d.actions)))
+            lo, hi = float(tab.min()), float(tab.max())
+        self.rounds_ = self._tables.shape[0]
+        self.n_actions = self._tables.shape[1]
+        self.action_names = d.action_names() if d.game == "matrix" else [str(k + 1) for k in range(self.n_actions)]
+        if d.aggregate == "sum":
+            lo, hi = lo * self._deg.max() if lo < 0 else lo, hi * self._deg.max()
+        self._obs_space = spaces.Dict(
+            {
+                "round": spaces.Discrete(self.rounds_),
+                "payoffs": payoff_box(min(lo, 0.0), hi, self.n_actions),
+                "history": history_space(d.memory, self.n_actions),
+            }
+        )
+        self._act_space = spaces.Discrete(self.n_actions)
+        self.np_random, self.np_random_seed = seed_rng(None)
+        self.agents: list[str] = []
+        self._r = 0
+
+    @staticmethod
+    def _graph(d: Dilemma, graph: nx.Graph | None) -> nx.Graph:
+        if graph is None:
+            g = d.graph_nodes()
+            for a in g.nodes:
+                g.nodes[a]["node"] = a
+            return g
+        iso = list(nx.isolates(graph))
+        if iso:
+            raise ValueError(f"graph: node(s) {iso[:10]} have no neighbour; the game needs partners")
+        if graph.number_of_nodes() < 2:
+            raise ValueError("graph: needs at least 2 nodes")
+        nodes = sorted(graph.nodes, key=lambda x: (str(type(x)), x))
+        mapping = {v: f"player_{i}" for i, v in enumerate(nodes)}
+        g = nx.relabel_nodes(graph, mapping)
+        for v, a in mapping.items():
+            g.nodes[a]["node"] = v
+        return g
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019 - spaces must be the same object per agent
+    def observation_space(self, agent: str) -> spaces.Space:
+        return self._obs_space
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019
+    def action_space(self, agent: str) -> spaces.Space:
+        return self._act_space
+
+    # -- game logic ---------------------------------------------------------------------------
+    def _option_payoffs(self) -> np.ndarray:
+        """(n_agents, n_actions, 2) expected [self, other] per own action this round."""
+        r = min(self._r, self.rounds_ - 1)
+        if self._options is not None:
+            out = np.broadcast_to(self._options[r], (len(self.possible_agents),) + self._options[r].shape)
+            return out * self._scale[:, None, None]
+        p = belief(self._counts, self.scenario.belief)  # (n, n_actions) per partner
+        tab = self._tables[r]  # (a, b, 2)
+        exp = np.einsum("jb,abk->jak", p, tab)  # expected per partner j and own action a
+        mean = (self._adj @ exp.reshape(len(p), -1)).reshape(exp.shape) / self._deg[:, None, None]
+        return mean * self._scale[:, None, None]
+
+    def _observe_all(self) -> dict[str, dict[str, np.ndarray]]:
+        pay = self._option_payoffs().astype(np.float32)
+        r = min(self._r, self.rounds_ - 1)
+        return {
+            a: {"round": r, "payoffs": pay[i].copy(), "history": self._history[i].copy()}
+            for i, a in enumerate(self.possible_agents)
+            if a in self.agents
+        }
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        if seed is not None or not hasattr(self, "_counts"):
+            self.np_random, self.np_random_seed = seed_rng(seed)
+        n = len(self.possible_agents)
+        self.agents = list(self.possible_agents)
+        self._r = 0
+        self._counts = np.zeros((n, self.n_actions))
+        self._history = np.zeros((n, self.scenario.memory, 2, self.n_actions), dtype=np.float32)
+        self._last: dict[str, Any] = {}
+        return self._observe_all(), {a: {"round": 0} for a in self.agents}
+
+    def step(self, actions: dict[str, int]):
+        if not self.agents:
+            raise RuntimeError("step() called after the episode ended; call reset()")
+        n = len(self.possible_agents)
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise ValueError(f"actions missing for agents {missing[:5]}; pass NO_ANSWER={NO_ANSWER} for no answer")
+        act = np.full(n, NO_ANSWER)
+        for i, a in enumerate(self.possible_agents):
+            k = int(actions[a])
+            if k != NO_ANSWER and not 0 <= k < self.n_actions:
+                raise ValueError(f"action {k} of {a} outside 0..{self.n_actions - 1} (or NO_ANSWER={NO_ANSWER})")
+            act[i] = k
+        options = self._option_payoffs()
+        r = self._r
+        tab = self._tables[r]
+        valid = act != NO_ANSWER
+        safe = np.where(valid, act, 0)
+        pair = self._adj * valid[:, None] * valid[None, :]  # valid interactions
+        own = tab[safe[:, None], safe[None, :], 0] * pair  # my payoff vs each partner
+        given = tab[safe[:, None], safe[None, :], 1] * pair  # the partner's payoff from me
+        k = pair.sum(axis=1)
+        denom = np.where(k > 0, k, 1.0) if self.scenario.aggregate == "mean" else np.ones(n)
+        self_pay = np.where(k > 0, own.sum(axis=1) / denom, np.nan)
+        other_pay = np.where(k > 0, given.sum(axis=1) / np.where(k > 0, k, 1.0), np.nan)
+        if self._options is not None:
+            # slider: payoffs are own allocation + what partners gave; record the allocation itself
+            opts = self._options[r]
+            self_pay = np.where(valid & (k > 0), self_pay, np.nan)
+        rewards = np.nan_to_num(self_pay, nan=0.0)
+        # history and beliefs
+        onehot = np.zeros((n, self.n_actions), dtype=np.float32)
+        onehot[np.arange(n)[valid], act[valid]] = 1.0
+        share = (self._adj * valid[None, :]) @ onehot
+        nvalid = (self._adj * valid[None, :]).sum(axis=1, keepdims=True)
+        share = np.where(nvalid > 0, share / np.where(nvalid > 0, nvalid, 1), 0.0)
+        self._history = np.roll(self._history, -1, axis=1)
+        self._history[:, -1, 0] = onehot
+        self._history[:, -1, 1] = share
+        self._counts += onehot
+        infos = {}
+        for i, a in enumerate(self.possible_agents):
+            ok = bool(valid[i])
+            info = {
+                "round": r,
+                "action": int(act[i]) if ok else None,
+                "valid": ok,
+                "self": float(self_pay[i]),
+                "other": float(other_pay[i]),
+                "options": options[i].tolist(),
+                "cooperation": float(self._coop[r, act[i]]) if ok else None,
+                "partners": int(k[i]),
+            }
+            if self._options is not None:
+                info["kept"] = float(opts[act[i], 0]) if ok else float("nan")
+                info["given"] = float(opts[act[i], 1]) if ok else float("nan")
+            infos[a] = info
+        self._last = {"round": r, "actions": act.copy(), "rewards": rewards.copy()}
+        self._r += 1
+        done = self._r >= self.rounds_
+        obs = self._observe_all()
+        rew = {a: float(rewards[i]) for i, a in enumerate(self.possible_agents)}
+        terms = {a: done for a in self.agents}
+        truncs = {a: False for a in self.agents}
+        if done:
+            self.agents = []
+        return obs, rew, terms, truncs, infos
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        d = self.scenario
+        head = f"{d.name}: round {min(self._r, self.rounds_)} of {self.rounds_}, {len(self.possible_agents)} players"
+        if not self._last:
+            return head + " (not started)\n"
+        lines = [head]
+        acts, rew = self._last["actions"], self._last["rewards"]
+        for i, a in enumerate(self.possible_agents[:50]):
+            name = "no answer" if acts[i] == NO_ANSWER else self.action_names[acts[i]]
+            lines.append(f"  {a}: {name:>10}  payoff {rew[i]:g}")
+        if len(self.possible_agents) > 50:
+            lines.append(f"  ... {len(self.possible_agents) - 50} more")
+        return "\n".join(lines) + "\n"
+
+    def close(self) -> None:
+        pass
