@@ -91,7 +91,9 @@ def parse_agent_spec(spec: str) -> tuple[str, str, dict[str, str]]:
         params[k] = v
     if kind == "scripted":
         if name not in SCRIPTED_AGENTS:
-            raise ValueError(f"agent spec {spec!r}: scripted agent {name!r} unknown; allowed: {sorted(SCRIPTED_AGENTS)}")
+            raise ValueError(
+                f"agent spec {spec!r}: scripted agent {name!r} unknown; allowed: {sorted(SCRIPTED_AGENTS)}"
+            )
         extra = set(params) - SCRIPTED_AGENTS[name]
         if extra:
             raise ValueError(
@@ -241,7 +243,9 @@ class AgentGroup(_Frozen):
             from scenarios.instruments import VALUE_NAMES
 
             if self.value not in VALUE_NAMES:
-                raise ValueError(f"agent group {self.name!r}: value {self.value!r} unknown; allowed: {list(VALUE_NAMES)}")
+                raise ValueError(
+                    f"agent group {self.name!r}: value {self.value!r} unknown; allowed: {list(VALUE_NAMES)}"
+                )
         return self
 
 
@@ -340,7 +344,9 @@ class Dilemma(_Frozen):
             raise ValueError(f"payoffs: unknown key(s) {sorted(pay.model_extra)} for a matrix game")
         if pay.matrix is not None:
             m = pay.matrix
-            rows_ok = isinstance(m, list) and len(m) == n and all(isinstance(r, list) and len(r) == n for r in m)
+            rows_ok = (
+                isinstance(m, list) and len(m) == n and all(isinstance(r, list) and len(r) == n for r in m)
+            )
             if not rows_ok:
                 raise ValueError(
                     f"payoffs.matrix: wrong shape; need {n} rows of {n} entries (one per action {[a.name for a in acts]})"
@@ -348,7 +354,9 @@ class Dilemma(_Frozen):
             cells = [c for r in m for c in r]
             pairs = all(isinstance(c, list) for c in cells)
             if pairs and not all(len(c) == 2 for c in cells):
-                raise ValueError("payoffs.matrix: each cell must be one number (own payoff) or a pair [own, partner]")
+                raise ValueError(
+                    "payoffs.matrix: each cell must be one number (own payoff) or a pair [own, partner]"
+                )
             if not pairs and any(isinstance(c, list) for c in cells):
                 raise ValueError("payoffs.matrix: mix of single numbers and pairs; use one form throughout")
             for i, r in enumerate(m):
@@ -418,7 +426,9 @@ class Dilemma(_Frozen):
         missing = [r for r in roles if r not in extra]
         unknown = [k for k in extra if k not in roles]
         if missing or unknown:
-            raise ValueError(f"payoffs: need one expression per role {list(roles)}; missing {missing}, unknown {unknown}")
+            raise ValueError(
+                f"payoffs: need one expression per role {list(roles)}; missing {missing}, unknown {unknown}"
+            )
         for r in roles:
             self._expr(extra[r], f"payoffs.{r}", set(names))
         if self.graph.kind != "pair" or self.graph.n is not None:

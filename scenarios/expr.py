@@ -83,13 +83,17 @@ def _build(node: ast.AST, src: str, names: set[str], depth: int) -> Callable:
     if isinstance(node, ast.Constant):
         v = node.value
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ExprError(f"expression {src!r}: only numbers are allowed as constants, got {v!r}{_where(node)}")
+            raise ExprError(
+                f"expression {src!r}: only numbers are allowed as constants, got {v!r}{_where(node)}"
+            )
         val = float(v)
         return lambda env: val
     if isinstance(node, ast.Name):
         name = node.id
         if name in _FUNCS:
-            raise ExprError(f"expression {src!r}: {name!r} is a function; call it as {name}(...){_where(node)}")
+            raise ExprError(
+                f"expression {src!r}: {name!r} is a function; call it as {name}(...){_where(node)}"
+            )
         names.add(name)
         return lambda env: env[name]
     if isinstance(node, ast.BinOp):
@@ -155,7 +159,9 @@ def compile_expr(source: str | int | float, allowed: Iterable[str] | None = None
     try:
         tree = ast.parse(src, mode="eval")
     except SyntaxError as err:
-        raise ExprError(f"expression {src!r} is not valid arithmetic: {err.msg} at column {err.offset}") from None
+        raise ExprError(
+            f"expression {src!r} is not valid arithmetic: {err.msg} at column {err.offset}"
+        ) from None
     names: set[str] = set()
     fn = _build(tree.body, src, names, 0)
     if allowed is not None:

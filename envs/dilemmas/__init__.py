@@ -53,7 +53,7 @@ _CLASSES = {"matrix": MatrixGameEnv, "slider": MatrixGameEnv, "public_goods": Pu
 
 
 def env_id(d: Dilemma) -> str:
-    """"Dilemma/<CamelCaseId>-v<version>" for a scenario."""
+    """ "Dilemma/<CamelCaseId>-v<version>" for a scenario."""
     return f"Dilemma/{''.join(p.capitalize() for p in d.id.split('_'))}-v{d.version}"
 
 

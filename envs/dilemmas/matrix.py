@@ -82,7 +82,9 @@ class MatrixGameEnv(ParallelEnv):
     ) -> None:
         d = load_dilemma(scenario) if isinstance(scenario, str) else scenario
         if d.game not in ("matrix", "slider"):
-            raise ValueError(f"scenario {d.id!r} is a {d.game!r} game; MatrixGameEnv plays 'matrix' and 'slider'")
+            raise ValueError(
+                f"scenario {d.id!r} is a {d.game!r} game; MatrixGameEnv plays 'matrix' and 'slider'"
+            )
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}; allowed: {self.metadata['render_modes']}")
         if rounds is not None and rounds < 1:
@@ -93,7 +95,9 @@ class MatrixGameEnv(ParallelEnv):
         self.possible_agents = sorted(self.graph.nodes, key=lambda a: int(a.split("_")[1]))
         self.node_of = {a: self.graph.nodes[a].get("node", a) for a in self.possible_agents}
         idx = {a: i for i, a in enumerate(self.possible_agents)}
-        self._nbrs = [np.array([idx[b] for b in sorted(self.graph[a], key=idx.get)]) for a in self.possible_agents]
+        self._nbrs = [
+            np.array([idx[b] for b in sorted(self.graph[a], key=idx.get)]) for a in self.possible_agents
+        ]
         n = len(self.possible_agents)
         self._adj = np.zeros((n, n))
         for i, nb in enumerate(self._nbrs):
@@ -111,7 +115,9 @@ class MatrixGameEnv(ParallelEnv):
             s, o = self._options[..., 0], self._options[..., 1]
             self._tables = np.stack([s[:, :, None] + o[:, None, :], o[:, :, None] + s[:, None, :]], axis=-1)
             span = o.max(axis=1, keepdims=True) - o.min(axis=1, keepdims=True)
-            self._coop = np.where(span > 0, (o - o.min(axis=1, keepdims=True)) / np.where(span > 0, span, 1), 0.0)
+            self._coop = np.where(
+                span > 0, (o - o.min(axis=1, keepdims=True)) / np.where(span > 0, span, 1), 0.0
+            )
             lo, hi = float(opts.min()), float(opts.max())
         else:
             tab = d.matrix_table()
@@ -123,7 +129,9 @@ class MatrixGameEnv(ParallelEnv):
             lo, hi = float(tab.min()), float(tab.max())
         self.rounds_ = self._tables.shape[0]
         self.n_actions = self._tables.shape[1]
-        self.action_names = d.action_names() if d.game == "matrix" else [str(k + 1) for k in range(self.n_actions)]
+        self.action_names = (
+            d.action_names() if d.game == "matrix" else [str(k + 1) for k in range(self.n_actions)]
+        )
         if d.aggregate == "sum":
             lo, hi = lo * self._deg.max() if lo < 0 else lo, hi * self._deg.max()
         self._obs_space = spaces.Dict(
@@ -157,11 +165,11 @@ class MatrixGameEnv(ParallelEnv):
             g.nodes[a]["node"] = v
         return g
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - spaces must be the same object per agent
+    @functools.cache  # noqa: B019 - spaces must be the same object per agent
     def observation_space(self, agent: str) -> spaces.Space:
         return self._obs_space
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019
+    @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> spaces.Space:
         return self._act_space
 
@@ -204,12 +212,16 @@ class MatrixGameEnv(ParallelEnv):
         n = len(self.possible_agents)
         missing = [a for a in self.agents if a not in actions]
         if missing:
-            raise ValueError(f"actions missing for agents {missing[:5]}; pass NO_ANSWER={NO_ANSWER} for no answer")
+            raise ValueError(
+                f"actions missing for agents {missing[:5]}; pass NO_ANSWER={NO_ANSWER} for no answer"
+            )
         act = np.full(n, NO_ANSWER)
         for i, a in enumerate(self.possible_agents):
             k = int(actions[a])
             if k != NO_ANSWER and not 0 <= k < self.n_actions:
-                raise ValueError(f"action {k} of {a} outside 0..{self.n_actions - 1} (or NO_ANSWER={NO_ANSWER})")
+                raise ValueError(
+                    f"action {k} of {a} outside 0..{self.n_actions - 1} (or NO_ANSWER={NO_ANSWER})"
+                )
             act[i] = k
         options = self._option_payoffs()
         r = self._r

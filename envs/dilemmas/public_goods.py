@@ -95,8 +95,12 @@ class PublicGoodsEnv(ParallelEnv):
         # payoff range over extreme profiles, for the observation box
         lo_hi = []
         for c in (self.values.min(), self.values.max()):
-            for tot in (self.values.min() * n, self.values.max() * n, c + self.values.min() * (n - 1),
-                        c + self.values.max() * (n - 1)):
+            for tot in (
+                self.values.min() * n,
+                self.values.max() * n,
+                c + self.values.min() * (n - 1),
+                c + self.values.max() * (n - 1),
+            ):
                 lo_hi.append(self._pay(np.array(c), np.array(tot), n))
         lo, hi = float(np.min(lo_hi)), float(np.max(lo_hi))
         self._obs_space = spaces.Dict(
@@ -112,14 +116,20 @@ class PublicGoodsEnv(ParallelEnv):
         self._r = 0
 
     def _pay(self, contribution: np.ndarray, total: np.ndarray, n: int | np.ndarray) -> np.ndarray:
-        env = {**self._vars, "contribution": contribution, "total": total, "others": total - contribution, "n": n}
+        env = {
+            **self._vars,
+            "contribution": contribution,
+            "total": total,
+            "others": total - contribution,
+            "n": n,
+        }
         return np.asarray(self._f(env), dtype=np.float64) * np.ones(np.broadcast(contribution, total).shape)
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - spaces must be the same object per agent
+    @functools.cache  # noqa: B019 - spaces must be the same object per agent
     def observation_space(self, agent: str) -> spaces.Space:
         return self._obs_space
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019
+    @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> spaces.Space:
         return self._act_space
 
@@ -164,10 +174,16 @@ class PublicGoodsEnv(ParallelEnv):
             raise RuntimeError("step() called after the episode ended; call reset()")
         missing = [a for a in self.agents if a not in actions]
         if missing:
-            raise ValueError(f"actions missing for agents {missing[:5]}; pass NO_ANSWER={NO_ANSWER} for no answer")
+            raise ValueError(
+                f"actions missing for agents {missing[:5]}; pass NO_ANSWER={NO_ANSWER} for no answer"
+            )
         n = len(self.possible_agents)
         act = np.array([int(actions[a]) for a in self.possible_agents])
-        bad = [(a, k) for a, k in zip(self.possible_agents, act) if k != NO_ANSWER and not 0 <= k < self.n_actions]
+        bad = [
+            (a, k)
+            for a, k in zip(self.possible_agents, act, strict=True)
+            if k != NO_ANSWER and not 0 <= k < self.n_actions
+        ]
         if bad:
             raise ValueError(f"actions {bad[:3]} outside 0..{self.n_actions - 1} (or NO_ANSWER={NO_ANSWER})")
         options = self._option_payoffs()
@@ -176,9 +192,7 @@ class PublicGoodsEnv(ParallelEnv):
         contrib = np.where(valid, self.values[np.where(valid, act, 0)], 0.0)
         total = contrib[valid].sum()
         pay = np.where(valid, self._pay(contrib, np.full(n, total), max(nv, 1)), np.nan)
-        other = np.array(
-            [np.nanmean(np.delete(pay, i)) if valid[i] and nv > 1 else np.nan for i in range(n)]
-        )
+        other = np.array([np.nanmean(np.delete(pay, i)) if valid[i] and nv > 1 else np.nan for i in range(n)])
         rewards = np.nan_to_num(pay, nan=0.0)
         onehot = np.zeros((n, self.n_actions), dtype=np.float32)
         onehot[np.arange(n)[valid], act[valid]] = 1.0

@@ -65,7 +65,9 @@ class SequentialGameEnv(AECEnv):
 
     metadata = {"name": "dilemma_sequential_v0", "render_modes": ["ansi"], "is_parallelizable": False}
 
-    def __init__(self, scenario: str | Dilemma = "dictator", rounds: int | None = None, render_mode: str | None = None):
+    def __init__(
+        self, scenario: str | Dilemma = "dictator", rounds: int | None = None, render_mode: str | None = None
+    ):
         super().__init__()
         d = load_dilemma(scenario) if isinstance(scenario, str) else scenario
         if d.game != "sequential":
@@ -106,19 +108,22 @@ class SequentialGameEnv(AECEnv):
     def _outcomes(self) -> np.ndarray:
         """Payoff of every role for every complete play: shape (n_1, ..., n_S, n_roles)."""
         grids = np.meshgrid(*self._vals, indexing="ij")
-        env = {**self._vars, **{s.name: g for s, g in zip(self.stages, grids)}}
+        env = {**self._vars, **{s.name: g for s, g in zip(self.stages, grids, strict=True)}}
         shape = grids[0].shape
-        out = [np.broadcast_to(np.asarray(self._exprs[r](env), dtype=np.float64), shape) for r in self.possible_agents]
+        out = [
+            np.broadcast_to(np.asarray(self._exprs[r](env), dtype=np.float64), shape)
+            for r in self.possible_agents
+        ]
         tab = np.stack(out, axis=-1)
         if not np.all(np.isfinite(tab)):
             raise ValueError(f"scenario {self.scenario.id!r}: payoffs are not finite for some plays")
         return tab
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - spaces must be the same object per agent
+    @functools.cache  # noqa: B019 - spaces must be the same object per agent
     def observation_space(self, agent: str) -> spaces.Space:
         return self._obs_space
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019
+    @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> spaces.Space:
         return self._act_space
 
@@ -194,7 +199,9 @@ class SequentialGameEnv(AECEnv):
         k = NO_ANSWER if action is None else int(action)
         n = len(stage.actions)
         if k != NO_ANSWER and not 0 <= k < n:
-            raise ValueError(f"action {k} of {agent} at stage {stage.name!r} outside 0..{n - 1} (or NO_ANSWER=-1)")
+            raise ValueError(
+                f"action {k} of {agent} at stage {stage.name!r} outside 0..{n - 1} (or NO_ANSWER=-1)"
+            )
         options = self.option_payoffs(agent)
         ok = k != NO_ANSWER
         self.infos = {a: {} for a in self.agents}
@@ -231,7 +238,9 @@ class SequentialGameEnv(AECEnv):
             if self._last["void"]:
                 lines.append("  last round void (no valid answer)")
             else:
-                pays = ", ".join(f"{a} {p:g}" for a, p in zip(self.possible_agents, self._last["pay"]))
+                pays = ", ".join(
+                    f"{a} {p:g}" for a, p in zip(self.possible_agents, self._last["pay"], strict=True)
+                )
                 lines.append(f"  last round payoffs: {pays}")
         return "\n".join(lines) + "\n"
 
