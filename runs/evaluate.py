@@ -483,10 +483,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     try:
         cache_path = _cache_path(config, run_dir)
+        llm = _llm_kwargs(config) if any(a.startswith("llm:") for a in config.agents) else None
         built = {
-            s: build_agent(
-                s, llm=_llm_kwargs(config), cache_path=cache_path, budget=config.budget.model_dump()
-            )
+            s: build_agent(s, llm=llm, cache_path=cache_path, budget=config.budget.model_dump())
             for s in config.agents
         }
     except (AgentSpecError, ConfigError) as err:
