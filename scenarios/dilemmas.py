@@ -41,17 +41,23 @@ __all__ = [
     "ActionSpec",
     "AgentGroup",
     "Dilemma",
+    "Framing",
+    "FramingSet",
     "GraphSpec",
     "Stage",
     "build_graph",
     "dilemma_ids",
+    "format_text",
+    "framing_set_ids",
     "load_dilemma",
     "load_dilemma_file",
+    "load_framing_set",
     "parse_agent_spec",
     "parse_dilemma",
 ]
 
 DILEMMA_DIR = DATA_DIR / "dilemmas"
+FRAMING_DIR = DATA_DIR / "framings"
 GameKind = Literal["matrix", "slider", "public_goods", "sequential"]
 #: Agent spec prefixes: "scripted:NAME(k=v,...)", "llm:...", "rl:...".
 AGENT_KINDS = ("scripted", "llm", "rl")
@@ -249,6 +255,96 @@ class AgentGroup(_Frozen):
         return self
 
 
+class Framing(_Frozen):
+    """The text context of one condition: a persona (prefix), who the partner is, the currency,
+    and a stake that multiplies the amounts shown in text only (payoffs never change)."""
+
+    id: str
+    persona: str = ""
+    partner: str = "the other participant"
+    partners: str = "the other participants"
+    currency: str = "coins"
+    stake: float = Field(default=1.0, gt=0)
+    language: str = "en"
+
+
+class FramingSet(_Frozen):
+    """A named set of framings (scenarios/data/framings/<id>.yaml)."""
+
+    id: str
+    description: str = ""
+    framings: tuple[Framing, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> FramingSet:
+        ids = [f.id for f in self.framings]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"framings: duplicate ids {ids}")
+        return self
+
+    def get(self, framing_id: str) -> Framing:
+        for f in self.framings:
+            if f.id == framing_id:
+                return f
+        raise ScenarioError(
+            f"framing {framing_id!r} not in set {self.id!r}; allowed: {[f.id for f in self.framings]}"
+        )
+
+
+def framing_set_ids() -> list[str]:
+    """Ids of the shipped framing sets."""
+    return sorted(p.stem for p in FRAMING_DIR.glob("*.yaml"))
+
+
+@cache
+def load_framing_set(set_id: str) -> FramingSet:
+    """A shipped framing set by id."""
+    from scenarios.loading import load_yaml_model
+
+    if set_id not in framing_set_ids():
+        raise ScenarioError(f"unknown framing set {set_id!r}; allowed: {framing_set_ids()}")
+    fs = load_yaml_model(FRAMING_DIR / f"{set_id}.yaml", FramingSet)
+    if fs.id != set_id:
+        raise ScenarioError(f"framings/{set_id}.yaml: field id is {fs.id!r}, must match the file name")
+    return fs
+
+
+_PLACEHOLDERS = {
+    "persona",
+    "partner",
+    "currency",
+    "rounds",
+    "round",
+    "n_players",
+    "n_neighbours",
+    "actions",
+    "options",
+    "history",
+}
+
+
+def format_text(template: str, d: Dilemma, framing: Framing, **fields: Any) -> str:
+    """Fill a text template: framing fields, scenario variables (times the framing's stake), and
+    `fields` (round, options, ...). An unknown placeholder raises ScenarioError naming it."""
+    values: dict[str, Any] = {k: f"{v * framing.stake:g}" for k, v in d.variables.items()}
+    n_partners = fields.get("n_neighbours", 1)
+    values.update(
+        persona=framing.persona.strip() + " " if framing.persona.strip() else "",
+        partner=framing.partners if (n_partners or 1) > 1 or d.game == "public_goods" else framing.partner,
+        currency=framing.currency,
+        rounds=d.rounds,
+        n_players=d.n_players(),
+    )
+    values.update(fields)
+    try:
+        return template.format(**values)
+    except KeyError as err:
+        raise ScenarioError(
+            f"{d.source or d.id}: text template uses unknown placeholder {{{err.args[0]}}}; allowed: "
+            f"{sorted(_PLACEHOLDERS | set(d.variables) | {s.name for s in d.stages or ()})}"
+        ) from None
+
+
 class Payoffs(_Frozen):
     """Payoffs: `matrix` (matrix games: n x n own payoffs, or n x n x [own, partner]; numbers or
     expressions), `self` (an expression for matrix or public_goods), or one expression per role
@@ -312,7 +408,37 @@ class Dilemma(_Frozen):
         _graph_check(self)
         getattr(self, f"_check_{self.game}")()
         self._check_agents()
+        self._check_text()
         return self
+
+    def _check_text(self) -> None:
+        allowed = _PLACEHOLDERS | set(self.variables) | {s.name for s in self.stages or ()}
+        import string
+
+        texts = {"text.intro": self.text.intro, "text.decision": self.text.decision}
+        texts.update({f"stages[{i}].prompt": s.prompt for i, s in enumerate(self.stages or ()) if s.prompt})
+        for where, t in texts.items():
+            try:
+                names = {f for _, f, _, _ in string.Formatter().parse(t) if f is not None}
+            except ValueError as err:
+                raise ValueError(f"{where}: not a valid template: {err}") from None
+            bad = sorted(
+                n for n in names if n.split(".")[0].split("[")[0] not in allowed or n != n.strip() or not n
+            )
+            if bad:
+                raise ValueError(f"{where}: unknown placeholder(s) {bad}; allowed: {sorted(allowed)}")
+        if self.framing_set is not None:
+            if self.framing_set not in framing_set_ids():
+                raise ValueError(f"framing_set: unknown {self.framing_set!r}; allowed: {framing_set_ids()}")
+            fs = load_framing_set(self.framing_set)
+            ids = [f.id for f in fs.framings]
+            for i, g in enumerate(self.agents):
+                if g.framing is not None and g.framing not in ids:
+                    raise ValueError(
+                        f"agents[{i}].framing: {g.framing!r} not in framing set {fs.id!r}; allowed: {ids}"
+                    )
+        elif any(g.framing for g in self.agents):
+            raise ValueError("agents: a group sets `framing` but the scenario has no `framing_set`")
 
     # -- per game kind -----------------------------------------------------------------------
     def _need(self, field: str) -> Any:

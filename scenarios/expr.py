@@ -120,13 +120,13 @@ def _build(node: ast.AST, src: str, names: set[str], depth: int) -> Callable:
         fname = node.func.id
         if node.keywords:
             raise ExprError(f"expression {src!r}: keyword arguments not allowed in {fname}(){_where(node)}")
+        if any(isinstance(a, ast.Starred) for a in node.args):
+            raise ExprError(f"expression {src!r}: starred arguments not allowed{_where(node)}")
         lo, hi = _ARITY[fname]
         n = len(node.args)
         if n < lo or (hi is not None and n > hi):
             need = f"exactly {lo}" if lo == hi else f"at least {lo}"
             raise ExprError(f"expression {src!r}: {fname}() takes {need} argument(s), got {n}{_where(node)}")
-        if any(isinstance(a, ast.Starred) for a in node.args):
-            raise ExprError(f"expression {src!r}: starred arguments not allowed{_where(node)}")
         args = [_build(a, src, names, d) for a in node.args]
         fn = _FUNCS[fname]
         return lambda env: fn(*(a(env) for a in args))
