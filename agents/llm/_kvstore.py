@@ -1,0 +1,125 @@
+"""A store of computed key/value caches, keyed by the token ids they cover (prefix reuse).
+
+Each entry holds the keys and values of one token sequence as one tensor [layers, 2, kv_heads, tokens,
+head_dim]. Because attention is causal, the first n positions of an entry are exactly the cache of
+its first n tokens, so a lookup returns the entry sharing the longest common prefix with a query,
+not only entries that are whole prefixes of it: trials of one value share the value-induction
+question, items of one trial share everything before the new item.
+
+Memory stays bounded: an entry that is a prefix of a newly stored one is dropped (the new one covers
+it), and least-recently-used entries are evicted beyond `max_bytes`. Entries looked up during the
+current call are protected from eviction until `release()`; a new entry that does not fit without
+evicting them is not stored (its rows reuse their older, shorter prefix next time instead of
+thrashing the whole store).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["KVEntry", "PrefixKVStore"]
+
+
+@dataclass(eq=False)
+class KVEntry:
+    """The cache of one token sequence."""
+
+    key: int
+    tokens: np.ndarray  # int64 [T]
+    kv: Any  # torch.Tensor [layers, 2, kv_heads, T, head_dim]
+    nbytes: int
+
+
+def common_prefix_len(a: np.ndarray, b: np.ndarray) -> int:
+    """Length of the longest common prefix of two int arrays."""
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    diff = np.flatnonzero(a[:n] != b[:n])
+    return int(diff[0]) if diff.size else n
+
+
+class PrefixKVStore:
+    """LRU store of KV caches with a byte cap; see the module docstring."""
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        self.max_bytes = int(max_bytes)
+        self.bytes = 0
+        self._entries: OrderedDict[int, KVEntry] = OrderedDict()
+        self._protected: set[int] = set()
+        self._next_key = 0
+        self.evictions = 0
+        self.rejected = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._protected.clear()
+        self.bytes = 0
+
+    def longest_prefix(self, tokens: np.ndarray, limit: int) -> tuple[KVEntry | None, int]:
+        """The entry sharing the longest prefix with `tokens` (at most `limit` tokens) and that length.
+
+        The entry is marked used (LRU) and protected until `release()`.
+        """
+        best: KVEntry | None = None
+        best_n = 0
+        if len(tokens) == 0 or limit <= 0:
+            return None, 0
+        first = tokens[0]
+        for entry in self._entries.values():
+            if entry.tokens[0] != first:  # quick reject
+                continue
+            n = min(common_prefix_len(entry.tokens, tokens), limit)
+            if n > best_n:
+                best, best_n = entry, n
+        if best is not None:
+            self._entries.move_to_end(best.key)
+            self._protected.add(best.key)
+        return best, best_n
+
+    def put(self, tokens: np.ndarray, kv: Any, nbytes: int) -> bool:
+        """Store the cache of `tokens`; False when it was redundant or did not fit."""
+        superseded: list[int] = []
+        for key, entry in self._entries.items():
+            n = common_prefix_len(entry.tokens, tokens)
+            if n == len(tokens):  # an existing entry already covers these tokens
+                self._entries.move_to_end(key)
+                return False
+            if n == len(entry.tokens):
+                superseded.append(key)
+        freed = sum(self._entries[k].nbytes for k in superseded)
+        need = self.bytes - freed + nbytes - self.max_bytes
+        evict: list[int] = []
+        if need > 0:
+            for key, entry in self._entries.items():  # oldest first
+                if key in self._protected or key in superseded:
+                    continue
+                evict.append(key)
+                need -= entry.nbytes
+                if need <= 0:
+                    break
+            if need > 0:
+                self.rejected += 1
+                return False
+        for key in superseded + evict:
+            self.bytes -= self._entries.pop(key).nbytes
+            self._protected.discard(key)
+        self.evictions += len(evict)
+        self._next_key += 1
+        entry = KVEntry(key=self._next_key, tokens=tokens, kv=kv, nbytes=nbytes)
+        self._entries[entry.key] = entry
+        self.bytes += nbytes
+        return True
+
+    def release(self) -> None:
+        """End of a call: entries looked up so far may be evicted again."""
+        self._protected.clear()

@@ -1,0 +1,345 @@
+"""Local backend: batched == unbatched, prefix reuse == none, seeded sampling, the KV store.
+
+Most tests run a random-weight tiny Llama built from a config (fast, no weights); the slow ones load
+the embedded SmolLM2 GGUF.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage  # noqa: E402
+
+from agents.llm._engine import PrefixCachingEngine, RowSampling  # noqa: E402
+from agents.llm._kvstore import PrefixKVStore  # noqa: E402
+from agents.llm.backend import BackendError, Sampling  # noqa: E402
+from agents.llm.local import LocalBackend, embedded_model_path  # noqa: E402
+
+TOL = 1e-4
+LETTERS = list("ABCDEFGHI")
+
+
+def tiny_llama(vocab: int = 300, seed: int = 0) -> object:
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        attn_implementation="sdpa",
+    )
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_llama()
+
+
+@pytest.fixture(scope="module")
+def rows():
+    rng = np.random.default_rng(0)
+    base = rng.integers(3, 300, 40)
+    out = [np.concatenate([base, rng.integers(3, 300, int(rng.integers(3, 30)))]) for _ in range(7)]
+    out.append(rng.integers(3, 300, 12))  # no shared prefix
+    out.append(out[0].copy())  # exact duplicate
+    return out
+
+
+def reference_logprobs(model, row) -> np.ndarray:
+    with torch.no_grad():
+        logits = model(torch.as_tensor(row)[None]).logits[0, -1].float()
+    return torch.log_softmax(logits, -1).double().numpy()
+
+
+def extend(rows, rng, n=10):
+    return [np.concatenate([r, rng.integers(3, 300, n)]) for r in rows]
+
+
+# --------------------------------------------------------------------------- KV store
+def test_store_longest_prefix_supersede_and_cap():
+    store = PrefixKVStore(max_bytes=100)
+    a = np.array([1, 2, 3, 4])
+    store.put(a, "kv-a", 40)
+    entry, n = store.longest_prefix(np.array([1, 2, 9]), limit=10)
+    assert entry.kv == "kv-a" and n == 2
+    _, n = store.longest_prefix(np.array([1, 2, 3, 4, 5]), limit=3)
+    assert n == 3  # capped by the limit (at least one token must stay new)
+    assert store.longest_prefix(np.array([7, 1]), limit=5) == (None, 0)
+    store.release()
+    # a longer sequence with `a` as prefix replaces it
+    assert store.put(np.array([1, 2, 3, 4, 5, 6]), "kv-b", 60)
+    assert len(store) == 1 and store.bytes == 60
+    # redundant: already covered
+    assert not store.put(np.array([1, 2, 3]), "kv-c", 30)
+    # eviction of the least recently used entry
+    assert store.put(np.array([8, 8]), "kv-d", 40)
+    assert len(store) == 2 and store.bytes == 100
+    assert store.put(np.array([9, 9]), "kv-e", 50)
+    assert store.bytes <= 100 and store.evictions == 1
+
+
+def test_store_protects_entries_used_in_the_current_call():
+    store = PrefixKVStore(max_bytes=100)
+    store.put(np.array([1, 2, 3]), "a", 60)
+    store.longest_prefix(np.array([1, 2, 3, 4]), limit=3)  # protected until release()
+    assert not store.put(np.array([5, 6]), "b", 60)  # would need to evict "a": rejected instead
+    assert store.rejected == 1 and len(store) == 1
+    store.release()
+    assert store.put(np.array([5, 6]), "b", 60)
+    assert len(store) == 1
+
+
+# --------------------------------------------------------------------------- engine (tiny model)
+@pytest.mark.parametrize("prefix_cache", [False, True])
+@pytest.mark.parametrize("max_batch_tokens", [60, 100_000])
+def test_end_logprobs_match_full_forward(model, rows, prefix_cache, max_batch_tokens):
+    engine = PrefixCachingEngine(model, max_batch_tokens=max_batch_tokens, prefix_cache=prefix_cache)
+    read = list(range(300))
+    rng = np.random.default_rng(1)
+    for _ in range(3):  # grow the conversations: later calls reuse earlier prefixes
+        got = engine.end_logprobs(rows, read)
+        want = np.stack([reference_logprobs(model, r) for r in rows])
+        assert np.abs(got - want).max() < 1e-5
+        rows = extend(rows, rng)
+    stats = engine.stats
+    assert stats.prompt_tokens == stats.computed_tokens + stats.reused_tokens + stats.deduplicated_tokens
+    if prefix_cache:
+        assert stats.reused_tokens > stats.computed_tokens  # most of each call was cached
+    else:
+        assert stats.reused_tokens == 0
+
+
+def test_batched_equals_one_at_a_time(model, rows):
+    batched = PrefixCachingEngine(model, max_batch_tokens=100_000).end_logprobs(rows, range(300))
+    single = PrefixCachingEngine(model, max_batch_tokens=100_000, prefix_cache=False)
+    alone = np.concatenate([single.end_logprobs([r], range(300)) for r in rows])
+    assert np.abs(batched - alone).max() < 1e-5
+    assert (batched.argmax(1) == alone.argmax(1)).all()
+
+
+def test_tiny_cache_cap_changes_speed_not_results(model, rows):
+    rng = np.random.default_rng(2)
+    big = PrefixCachingEngine(model, max_batch_tokens=100_000)
+    small = PrefixCachingEngine(
+        model, max_batch_tokens=100_000, max_cache_bytes=3 * 60 * big.kv_bytes_per_token
+    )
+    for _ in range(3):
+        assert np.abs(big.end_logprobs(rows, range(300)) - small.end_logprobs(rows, range(300))).max() < 1e-5
+        assert small.store.bytes <= small.store.max_bytes
+        rows = extend(rows, rng)
+    assert small.stats.computed_tokens > big.stats.computed_tokens
+
+
+@pytest.mark.parametrize("prefix_cache", [False, True])
+def test_greedy_generate_batched_equals_alone_and_hf_generate(model, rows, prefix_cache):
+    samp = [RowSampling(temperature=0.0, max_new_tokens=8 + i, seed=i) for i in range(len(rows))]
+    engine = PrefixCachingEngine(model, max_batch_tokens=100_000, prefix_cache=prefix_cache)
+    batched = engine.generate(rows, samp, eos_ids=[2])
+    alone_engine = PrefixCachingEngine(model, max_batch_tokens=100_000, prefix_cache=False)
+    alone = [alone_engine.generate([r], [s], eos_ids=[2])[0] for r, s in zip(rows, samp, strict=True)]
+    assert batched == alone
+    with torch.no_grad():
+        hf = [
+            model.generate(
+                torch.as_tensor(r)[None],
+                max_new_tokens=s.max_new_tokens,
+                do_sample=False,
+                eos_token_id=2,
+                pad_token_id=0,
+            )[0, len(r) :].tolist()
+            for r, s in zip(rows, samp, strict=True)
+        ]
+    assert batched == [[t for t in h if t != 2] for h in hf]
+    assert [len(b) for b in batched] == [s.max_new_tokens for s in samp] or any(2 in h for h in hf)
+
+
+def test_sampling_is_seeded_per_row_and_independent_of_batching(model, rows):
+    samp = [
+        RowSampling(temperature=1.0, top_p=0.9, max_new_tokens=10, seed=100 + i) for i in range(len(rows))
+    ]
+    engine = PrefixCachingEngine(model, max_batch_tokens=100_000)
+    batched = engine.generate(rows, samp, eos_ids=[2])
+    again = PrefixCachingEngine(model, max_batch_tokens=150).generate(rows, samp, eos_ids=[2])
+    alone = [
+        PrefixCachingEngine(model, max_batch_tokens=100_000).generate([r], [s], eos_ids=[2])[0]
+        for r, s in zip(rows, samp, strict=True)
+    ]
+    assert batched == again == alone
+    # the duplicate row (same prompt) gets a different draw with a different seed
+    assert batched[0] != batched[-1]
+    other = engine.generate(rows, [RowSampling(1.0, 0.9, 10, seed=7) for _ in rows], eos_ids=[2])
+    assert other != batched
+
+
+def test_generated_tokens_are_reused_by_the_next_call(model, rows):
+    engine = PrefixCachingEngine(model, max_batch_tokens=100_000)
+    samp = [RowSampling(temperature=1.0, max_new_tokens=6, seed=i) for i in range(len(rows))]
+    outs = engine.generate(rows, samp, eos_ids=[])
+    follow = [
+        np.concatenate([r, np.asarray(o, dtype=np.int64), [5, 6, 7]]) for r, o in zip(rows, outs, strict=True)
+    ]
+    engine.reset_stats()
+    got = engine.end_logprobs(follow, range(300))
+    want = np.stack([reference_logprobs(model, r) for r in follow])
+    assert np.abs(got - want).max() < 1e-5
+    # everything but the last generated token and the 3 new ones came from the cache
+    assert engine.stats.computed_tokens <= 4 * len(set(map(bytes, follow)))
+
+
+def test_sampler_top_p_and_greedy():
+    from agents.llm._engine import _sample
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.1, 0.2, 0.7]]))
+    temps = torch.tensor([1.0, 1.0, 0.0])
+    top_p = torch.tensor([0.5, 1.0, 1.0])
+    u = torch.tensor([0.99, 0.99, 0.5])
+    assert _sample(logits, temps, top_p, u).tolist() == [0, 2, 2]  # nucleus keeps only token 0 in row 0
+
+
+def test_bad_rows_and_sampling_are_rejected(model):
+    engine = PrefixCachingEngine(model, max_batch_tokens=1000)
+    with pytest.raises(ValueError, match="row 0"):
+        engine.end_logprobs([[]], [1])
+    with pytest.raises(ValueError, match="temperature"):
+        engine.generate([[1, 2]], [RowSampling(temperature=-1)], eos_ids=[2])
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        PrefixCachingEngine(model, max_batch_tokens=0)
+
+
+# --------------------------------------------------------------------------- backend (tiny model, real tokenizer)
+@pytest.fixture(scope="module")
+def tokenizer():
+    path = embedded_model_path()
+    return transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+
+
+@pytest.fixture(scope="module")
+def tiny_backend(tokenizer):
+    return LocalBackend.from_model(
+        tiny_llama(vocab=len(tokenizer)), tokenizer, "tiny-test", max_batch_tokens=4096
+    )
+
+
+def conversations(n_items: int = 2) -> list[list]:
+    out = []
+    for value in ["altruistic", "competitive"]:
+        for trial in range(2):
+            conv = [
+                SystemMessage("You are a participant in a study."),
+                HumanMessage(f"Do you know the {value} value system? Describe such a person."),
+                AIMessage(f"A {value} person, trial {trial}, cares about outcomes."),
+            ]
+            for item in range(n_items):
+                conv += [
+                    HumanMessage(f"Item {item}: A gives you 85 and the other 85; B gives 85 and 15. Choose.")
+                ]
+                if item < n_items - 1:
+                    conv += [AIMessage(LETTERS[(item + trial) % 9])]
+            out.append(conv)
+    return out
+
+
+def test_choice_tokens_rule(tiny_backend, tokenizer):
+    ids = tiny_backend.choice_token_ids("C")
+    assert ids == [
+        tokenizer.encode("C", add_special_tokens=False)[0],
+        tokenizer.encode(" C", add_special_tokens=False)[0],
+    ]
+    with pytest.raises(ValueError, match="single token"):
+        tiny_backend.choice_token_ids("Option C with words")
+
+
+def test_backend_logprobs_batched_alone_and_reused_agree(tiny_backend, tokenizer):
+    convs = conversations()
+    fresh = LocalBackend.from_model(tiny_backend.model, tokenizer, "tiny-test", prefix_cache=False)
+    short = [c[:-2] for c in convs]  # the previous step: reuse on the next call
+    tiny_backend.clear_cache()
+    tiny_backend.choice_logprobs(short, LETTERS)
+    tiny_backend.reset_stats()
+    batched = tiny_backend.choice_logprobs(convs, LETTERS)
+    assert tiny_backend.stats["reused_tokens"] > 0
+    alone = [fresh.choice_logprobs([c], LETTERS)[0] for c in convs]
+    for b, a in zip(batched, alone, strict=True):
+        assert set(b) == set(LETTERS)
+        assert max(abs(b[k] - a[k]) for k in LETTERS) < TOL
+        assert max(b, key=b.get) == max(a, key=a.get)
+        assert all(isinstance(v, float) and v <= 0 for v in b.values())
+
+
+def test_backend_generate_and_context_dropping(tiny_backend, tokenizer):
+    convs = conversations(n_items=3)
+    samp = [Sampling(temperature=0.0, max_new_tokens=5, seed=i) for i in range(len(convs))]
+    gens = tiny_backend.generate(convs, samp)
+    assert all(g.completion_tokens <= 5 and g.dropped_messages == 0 for g in gens)
+    full = len(tiny_backend.encode(convs[0])[0])
+    small = LocalBackend.from_model(tiny_backend.model, tokenizer, "tiny-test", max_context_tokens=full - 10)
+    ids, dropped = small.encode(convs[0])
+    assert dropped >= 1 and len(ids) <= full - 10
+    g = small.generate([convs[0]], [samp[0]])[0]
+    assert g.dropped_messages >= 1
+    small.choice_logprobs([convs[0]], ["A"])
+    assert small.last_dropped[0] >= 1
+    tight = LocalBackend.from_model(tiny_backend.model, tokenizer, "tiny-test", max_context_tokens=8)
+    with pytest.raises(BackendError, match="max_context_tokens"):
+        tight.choice_logprobs([convs[0]], ["A"])
+    with pytest.raises(ValueError, match="sampling"):
+        tiny_backend.generate(convs, samp[:1])
+
+
+def test_missing_torch_names_the_extra(monkeypatch):
+    from agents.llm import local
+
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[local\]"'):
+        local._heavy()
+
+
+# --------------------------------------------------------------------------- the embedded model (slow)
+@pytest.mark.slow
+def test_embedded_batched_vs_unbatched_greedy_with_and_without_reuse():
+    reuse = LocalBackend()
+    plain = LocalBackend(prefix_cache=False)
+    assert reuse.model is plain.model  # loaded once per process
+    assert reuse.model_id.startswith("local:SmolLM2-135M-Instruct.Q4_1.gguf:")
+    convs = conversations(n_items=1)
+    samp = [Sampling(temperature=0.0, max_new_tokens=12, seed=i) for i in range(len(convs))]
+    batched = reuse.generate(convs, samp)
+    alone = [plain.generate([c], [s])[0] for c, s in zip(convs, samp, strict=True)]
+    assert [g.text for g in batched] == [g.text for g in alone]
+    # the next step: each conversation grows by the answer and the next item (prefix reuse)
+    nxt = [
+        c + [AIMessage("A"), HumanMessage("Item 2: A gives you 100 and the other 50; B 50/100. Choose.")]
+        for c in convs
+    ]
+    reuse.reset_stats()
+    lp_batched = reuse.choice_logprobs(nxt, LETTERS)
+    assert reuse.stats["reused_tokens"] > reuse.stats["computed_tokens"]
+    lp_alone = [plain.choice_logprobs([c], LETTERS)[0] for c in nxt]
+    for b, a in zip(lp_batched, lp_alone, strict=True):
+        assert max(abs(b[k] - a[k]) for k in LETTERS) < TOL
+        assert max(b, key=b.get) == max(a, key=a.get)
+    greedy_b = reuse.generate(nxt, samp)
+    greedy_a = [plain.generate([c], [s])[0] for c, s in zip(nxt, samp, strict=True)]
+    assert [g.text for g in greedy_b] == [g.text for g in greedy_a]
+
+
+@pytest.mark.slow
+def test_embedded_sampling_reproducible():
+    backend = LocalBackend()
+    conv = [HumanMessage("Describe a prosocial person in one sentence.")]
+    samp = [Sampling(temperature=1.0, top_p=0.95, max_new_tokens=16, seed=s) for s in (1, 1, 2)]
+    a = backend.generate([conv, conv, conv], samp)
+    backend.clear_cache()
+    b = backend.generate([conv], samp[:1])
+    assert a[0].text == a[1].text == b[0].text
+    assert a[2].text != a[0].text
