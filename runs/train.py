@@ -351,15 +351,20 @@ def _q_baseline(scenario: str, angle: float, episodes: int, seed: int, eval_epis
                 q[p][s[p]][acts[p]] += alpha * (u + gamma * nxt - q[p][s[p]][acts[p]])
             obs = obs2 if obs2 else obs
     policies = {p: (lambda o, g, p=p: int(q[p].get(state(o), np.zeros(n)).argmax())) for p in players}
-    return _play(scenario, policies, eval_episodes, seed)
+    return _play(scenario, policies, eval_episodes, seed, sample=False)
 
 
-def _play(scenario: str, policies: dict[str, Any], episodes: int, seed: int) -> dict[str, Any]:
-    """Greedy play of every player's policy: cooperation rate and the fitted SVO per player."""
+def _play(scenario: str, policies: dict[str, Any], episodes: int, seed: int, sample: bool) -> dict[str, Any]:
+    """Every player's policy in play: cooperation rate, mean payoff and the SVO fitted to its
+    choices per player (scoring.fit). sample: draw actions from an SB3 policy's probabilities with
+    a seeded generator (the learned stochastic policy); else greedy."""
+    from agents.rl import PolicyAgent
     from envs.dilemmas import make_parallel
     from scoring.fit import fit_svo
 
     env = make_parallel(scenario)
+    rng = np.random.default_rng([seed, 23])
+    probs_of = {p: PolicyAgent(m) for p, m in policies.items() if hasattr(m, "predict")}
     coop, rewards = [], {}
     options: dict[str, list] = {}
     choices: dict[str, list] = {}
@@ -368,11 +373,12 @@ def _play(scenario: str, policies: dict[str, Any], episodes: int, seed: int) -> 
         while env.agents:
             acts = {}
             for p in env.agents:
-                pol = policies[p]
-                if hasattr(pol, "predict"):
-                    acts[p] = int(pol.predict(obs[p], deterministic=True)[0])
+                if p in probs_of:
+                    dec, _ = probs_of[p].act(obs[p], {"policy": None})
+                    pr = np.asarray(dec.record["probs"], dtype=np.float64)
+                    acts[p] = int(rng.choice(len(pr), p=pr / pr.sum())) if sample else int(dec.action)
                 else:
-                    acts[p] = int(pol(obs[p], None))
+                    acts[p] = int(policies[p](obs[p], rng))
                 options.setdefault(p, []).append(np.asarray(obs[p]["payoffs"], dtype=np.float64))
                 choices.setdefault(p, []).append(acts[p])
             obs, rew, _, _, infos = env.step(acts)
@@ -497,15 +503,23 @@ def run_dilemma(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 )
                 + "\n"
             )
-        res = _play(args.game, models, args.eval_episodes, seed)
+        res = _play(args.game, models, args.eval_episodes, seed, sample=False)
+        sampled = _play(args.game, models, args.eval_episodes, seed, sample=True)
         curves[label] = curve
-        rows.append(_dilemma_row(label, angle, "ppo (sb3)", res, secs))
+        rows.append(_dilemma_row(label, angle, "ppo greedy", res, secs))
+        rows.append(_dilemma_row(label, angle, "ppo sampled", sampled, secs))
         if args.q_episodes:
             t0 = time.time()
             q = _q_baseline(args.game, angle, args.q_episodes, seed, args.eval_episodes)
             rows.append(_dilemma_row(label, angle, "tabular Q (reference)", q, time.time() - t0))
         record.setdefault("results", []).append(
-            {"angle": angle, "label": label, "ppo": res, **({"q": q} if args.q_episodes else {})}
+            {
+                "angle": angle,
+                "label": label,
+                "ppo": res,
+                "ppo_sampled": sampled,
+                **({"q": q} if args.q_episodes else {}),
+            }
         )
     _plot_dilemma(curves, out / "learning_curve.png", f"{args.game}: independent PPO, seed {args.seed}")
     cols = [
@@ -515,6 +529,7 @@ def run_dilemma(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "mean_payoff",
         "fitted_angle",
         "fit_status",
+        "feasible / reason",
         "slider_angle",
         "category",
         "train_seconds",
@@ -528,20 +543,36 @@ def run_dilemma(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+def _arcs(arcs: Any) -> str:
+    return " + ".join(f"[{lo:g}, {hi:g}]" for lo, hi in arcs)
+
+
+def _short(reason: str | None) -> str:
+    if not reason:
+        return ""
+    return "options on one line: side only" if "one direction" in reason else reason.split(":")[0]
+
+
 def _dilemma_row(label: str, angle: float, learner: str, res: dict, secs: float) -> dict[str, Any]:
     fits = list(res["fits"].values())
     ang = [f["angle"] for f in fits if f["angle"] is not None]
     sl = [f["slider_angle"] for f in fits if f.get("slider_angle") is not None]
     statuses = sorted({f["status"] for f in fits})
-    cats = sorted({str(f.get("category")) for f in fits})
+    cats = sorted({str(f.get("category")) for f in fits if f.get("category")})
+    why = sorted(
+        {
+            _arcs(f["feasible"]) if f.get("feasible") else _short(f.get("reason"))
+            for f in fits
+            if f["angle"] is None
+        }
+    )
     return {
         "reward": label,
         "learner": learner,
         "cooperation": res["cooperation"],
         "mean_payoff": res["mean_payoff"],
-        "fitted_angle": (
-            f"{np.mean(ang):.1f} [{min(ang):.1f}, {max(ang):.1f}]" if ang else f"none ({len(fits)} players)"
-        ),
+        "fitted_angle": f"{np.mean(ang):.1f} [{min(ang):.1f}, {max(ang):.1f}]" if ang else "",
+        "feasible / reason": "; ".join(why),
         "fit_status": ", ".join(statuses),
         "slider_angle": f"{np.mean(sl):.1f}" if sl else "",
         "category": ", ".join(cats),
