@@ -239,11 +239,7 @@ def _summ(values: list[float]) -> dict[str, Any]:
 def _aggregate(rows: list[dict], fit_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     coop = [r["cooperation"] for r in rows if r["valid"] and r["cooperation"] is not None]
     pay = [r["reward"] for r in rows]
-    fit = (
-        fit_svo([r["options"] for r in rows], [r["action"] for r in rows], **fit_kwargs).as_dict()
-        if rows
-        else None
-    )
+    fit = fit_svo([r["options"] for r in rows], [r["action"] for r in rows], **fit_kwargs).as_dict()
     return {
         "decisions": len(rows),
         "invalid": sum(not r["valid"] for r in rows),

@@ -27,7 +27,8 @@ extremes: the slider's allocations are bounded, so t = 90 (maximise other) gives
 gives +-7.82, t = -45 (maximise self - other) gives -16.26; t = 45 gives 45.
 
 Numerics: vectorised numpy; the profile over t is a 1-degree grid (Newton on beta at every grid
-angle at once), refined by golden-section search, with interval ends found by bisection. No scipy.
+angle at once), refined on a 0.05-degree grid around the best point and around each interval end.
+No scipy.
 Angles are degrees in (-180, 180]; an interval is (lo, hi) with lo <= angle <= hi, where hi may
 exceed 180 (or lo fall below -180) when it wraps around.
 """
@@ -152,10 +153,18 @@ def _loglik(diff: np.ndarray, valid: np.ndarray, t_deg: np.ndarray, beta: np.nda
     return -lse.sum(axis=-1), -mean.sum(axis=-1), -var.sum(axis=-1)
 
 
-def _profile(diff: np.ndarray, valid: np.ndarray, t_deg: np.ndarray, beta_max: float, iters: int = 60):
+def _profile(
+    diff: np.ndarray,
+    valid: np.ndarray,
+    t_deg: np.ndarray,
+    beta_max: float,
+    beta0: float | None = None,
+    iters: int = 60,
+):
     """Max over beta in [0, beta_max] of the log-likelihood at each angle (concave in beta)."""
     t_deg = np.atleast_1d(np.asarray(t_deg, dtype=np.float64))
-    beta = np.full(t_deg.shape, beta_max * 1e-4)  # temperature = the largest payoff difference
+    # start: a known nearby optimum, else temperature = the largest payoff difference
+    beta = np.full(t_deg.shape, beta_max * 1e-4 if beta0 is None else beta0)
     ll, g, h = _loglik(diff, valid, t_deg, beta)
     for _ in range(iters):
         step = np.where(h < -1e-300, -g / np.where(h < -1e-300, h, -1.0), np.sign(g) * beta)
@@ -300,23 +309,10 @@ def fit_svo(
     beta_max = 1e4 / max(spread, 1e-12)
     ll, beta = _profile(diff, valid_opt, grid, beta_max)
     j = int(np.argmax(ll))
-    a, b = grid[j] - grid_step, grid[j] + grid_step
-    gr = (math.sqrt(5) - 1) / 2
-    c, d = b - gr * (b - a), a + gr * (b - a)
-    fc, fd = _profile(diff, valid_opt, np.array([c, d]), beta_max)[0]
-    for _ in range(40):
-        if fc >= fd:
-            b, d, fd = d, c, fc
-            c = b - gr * (b - a)
-            fc = _profile(diff, valid_opt, np.array([c]), beta_max)[0][0]
-        else:
-            a, c, fc = c, d, fd
-            d = a + gr * (b - a)
-            fd = _profile(diff, valid_opt, np.array([d]), beta_max)[0][0]
-    t_hat = 0.5 * (a + b)
-    ll_hat, beta_hat = (x[0] for x in _profile(diff, valid_opt, np.array([t_hat]), beta_max))
-    if ll[j] > ll_hat:
-        t_hat, ll_hat, beta_hat = grid[j], ll[j], beta[j]
+    fine = grid[j] + np.linspace(-grid_step, grid_step, 41)  # 0.05 degree at the default step
+    ll_f, beta_f = _profile(diff, valid_opt, fine, beta_max, beta0=float(beta[j]))
+    jf = int(np.argmax(ll_f))
+    t_hat, ll_hat, beta_hat = float(fine[jf]), float(ll_f[jf]), float(beta_f[jf])
     res.loglik = float(ll_hat)
     cut = ll_hat - _CHI2_1[level] / 2.0
     inside = ll >= cut
@@ -329,22 +325,21 @@ def fit_svo(
         return res
 
     def edge(direction: int) -> float:
-        """Bisection for the interval end on one side of t_hat (profile crosses the cut)."""
-        lo, hi = t_hat, t_hat
-        k = 0
-        while True:
-            k += 1
-            hi = t_hat + direction * k * grid_step
-            if _profile(diff, valid_opt, np.array([hi]), beta_max)[0][0] < cut or k * grid_step >= 360:
+        """Where the profile first drops below the cut, walking from t_hat (0.05 degree steps)."""
+        n = len(grid)
+        k0 = int(np.round((t_hat - grid[0]) / grid_step))
+        for k in range(1, n + 1):
+            if ll[(k0 + direction * k) % n] < cut:
                 break
-            lo = hi
-        for _ in range(30):
-            mid = 0.5 * (lo + hi)
-            if _profile(diff, valid_opt, np.array([mid]), beta_max)[0][0] >= cut:
-                lo = mid
-            else:
-                hi = mid
-        return 0.5 * (lo + hi)
+        far = grid[0] + (k0 + direction * k) * grid_step  # unwrapped, on t_hat's side of the circle
+        near = far - direction * grid_step * 2
+        if direction * (near - t_hat) < 0:
+            near = t_hat
+        pts = np.linspace(near, far, 41)
+        lp = _profile(diff, valid_opt, pts, beta_max, beta0=beta_hat)[0]
+        below = np.nonzero(lp < cut)[0]
+        first = int(below[0]) if len(below) else len(pts) - 1
+        return float(pts[max(first - 1, 0)])
 
     lo, hi = edge(-1), edge(+1)
     if hi - lo > max_interval:
