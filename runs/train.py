@@ -149,6 +149,7 @@ def train_slider(
     seed: int = 0,
     progress: bool = False,
     eval_every: int = 2048,
+    learning_rate: float = 1e-3,
 ) -> tuple[Any, dict[str, Any]]:
     """Train one SB3 model toward `value` on the slider; returns (model, curves and timing)."""
     from stable_baselines3.common.monitor import Monitor
@@ -163,7 +164,7 @@ def train_slider(
         kw = {"n_steps": 512, "batch_size": 128}
     elif algo == "dqn":
         kw = {"learning_starts": 500, "exploration_fraction": 0.3, "target_update_interval": 250}
-    model = make_model(algo, env, seed=seed, network=network, **kw)
+    model = make_model(algo, env, seed=seed, network=network, learning_rate=learning_rate, **kw)
     cb = _angle_callback(eval_every, [_seed(seed, 3, k) for k in range(5)], order)
     t0 = time.time()
     model.learn(steps, callback=cb, progress_bar=progress)
@@ -246,6 +247,7 @@ def run_slider(args: argparse.Namespace, argv: Sequence[str]) -> int:
             seed=seed,
             progress=not args.no_progress,
             eval_every=args.eval_every,
+            learning_rate=args.lr,
         )
         model.save(out / files[v])
         card = {

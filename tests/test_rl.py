@@ -127,7 +127,12 @@ def test_motive_angles_land_in_their_category_ideal_angles_do_not():
         (i,) = run_episodes(IdealTypeAgent(angle=reward_angle(v, "ideal")), [SVOEnv()], [_ctx(env, value=v)])
         assert m.score["hit"], (v, m.score["angle"])
         assert i.score["hit"] == (v in ("prosocial", "individualistic")), (v, i.score["angle"])
-    assert MOTIVE_ANGLES == {"altruistic": 90.0, "prosocial": 45.0, "individualistic": 0.0, "competitive": -45.0}
+    assert MOTIVE_ANGLES == {
+        "altruistic": 90.0,
+        "prosocial": 45.0,
+        "individualistic": 0.0,
+        "competitive": -45.0,
+    }
     assert str(categorise(reward_angle("altruistic", "ideal"))) == "altruistic"
     assert np.allclose(utility([85, 100], [15, 50], 0.0), [85, 100])
     with pytest.raises(ValueError, match="allowed"):
