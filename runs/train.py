@@ -638,6 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="utility angle: the value's motive (90/45/0/-45, default) or its ideal-type slider angle",
     )
     s.add_argument("--steps", type=int, default=20_000, help="environment steps per value (default 20000)")
+    s.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     s.add_argument(
         "--eval-episodes", type=int, default=20, help="scored episodes per value and order (default 20)"
     )
