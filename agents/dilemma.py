@@ -14,7 +14,10 @@ Spec strings (scenario YAML `agents`, `make_agent`):
   observation's payoffs; T > 0 chooses with a softmax at temperature T (payoff units), seeded by
   the episode seed; T = 0 (default) is the deterministic maximiser (ties: lowest index);
 - "scripted:ideal(value=NAME)": the ideal type of a value (scenarios/data/values.yaml);
-- "llm:..." and "rl:..." are resolved by `make_agent` through the LLM and RL packages.
+- "llm:BACKEND" (e.g. llm:embedded, llm:openai-compatible:MODEL@URL): `DilemmaLLMAgent` over
+  agents.llm.factory.make_backend(BACKEND), reading letter log-probabilities; "llm:BACKEND#generate"
+  generates a short reply and reads it strictly instead (for chat models without logprobs);
+  "rl:..." goes to agents.rl.from_spec.
 """
 
 from __future__ import annotations
@@ -157,20 +160,37 @@ class DilemmaLLMAgent(Agent):
     answered by the backend's letter log-probabilities (one batched call per step).
 
     The conversation is [system: value instruction (if the context has a value), user: intro +
-    history + options]. The highest-probability letter among the legal options is the action; if
+    history + options]. `order="reversed"` lists the actions from last to first (letters A.. then
+    name them in reverse), to separate a letter-position bias from a preference; the record keeps
+    the shown order and the action is always the env's index. The highest-probability letter among the legal options is the action; if
     the backend sees none of them (all None) the decision is invalid (action None), never a default.
     """
 
     observation_kind = "structured"
 
-    def __init__(self, backend: Any, name: str = "llm") -> None:
-        self.backend = backend
-        self.name = name
+    def __init__(
+        self,
+        backend: Any,
+        name: str = "llm",
+        mode: str = "logprob",
+        max_new_tokens: int = 16,
+        order: str = "fixed",
+    ) -> None:
+        if mode not in ("logprob", "generate"):
+            raise ValueError(f"mode={mode!r}; allowed: ['logprob', 'generate']")
+        if order not in ("fixed", "reversed"):
+            raise ValueError(
+                f"order={order!r}; allowed: ['fixed', 'reversed'] (letters A.. in action order or reversed)"
+            )
+        self.backend, self.name, self.mode, self.max_new_tokens = backend, name, mode, max_new_tokens
+        self.order = order
 
     def start(self, context: EpisodeContext) -> dict[str, Any]:
-        return {"extra": dict(context.extra), "value": context.value}
+        return {"extra": dict(context.extra), "value": context.value, "seed": context.seed, "t": 0}
 
-    def _messages(self, obs: Mapping[str, Any], state: Mapping[str, Any]) -> tuple[list, list[str]]:
+    def _messages(
+        self, obs: Mapping[str, Any], state: Mapping[str, Any]
+    ) -> tuple[list, list[str], list[int]]:
         from langchain_core.messages import HumanMessage, SystemMessage
 
         extra = state["extra"]
@@ -188,6 +208,7 @@ class DilemmaLLMAgent(Agent):
         else:
             stage_text = ""
         letters = list(LETTERS[: len(pay)])
+        shown = list(range(len(pay)))[:: -1 if self.order == "reversed" else 1]  # action index per letter
         lines = [extra.get("intro", "")]
         hist = extra.get("history_text")
         if "history" in obs and np.asarray(obs["history"]).sum() > 0 and hist is not False:
@@ -206,13 +227,13 @@ class DilemmaLLMAgent(Agent):
         if stage_text:
             lines.append(stage_text)
         lines.append("Options:")
-        lines += [f"{letter}) {lab}" for letter, lab in zip(letters, labels, strict=False)]
+        lines += [f"{letter}) {labels[a]}" for letter, a in zip(letters, shown, strict=True)]
         lines.append("Answer with the letter of your choice only.")
         msgs = []
         if state["value"]:
             msgs.append(SystemMessage(f"You hold a {state['value']} social value orientation; act on it."))
         msgs.append(HumanMessage("\n".join(x for x in lines if x)))
-        return msgs, letters
+        return msgs, letters, shown
 
     def act(self, observation: Mapping[str, Any], state: Any) -> tuple[Decision, Any]:
         return self.act_batch([observation], [state])[0]
@@ -220,34 +241,73 @@ class DilemmaLLMAgent(Agent):
     def act_batch(
         self, observations: Sequence[Mapping[str, Any]], states: Sequence[Any]
     ) -> list[tuple[Decision, Any]]:
-        built = [self._messages(o, s) for o, s in zip(observations, states, strict=True)]
-        if not built:
+        built3 = [self._messages(o, s) for o, s in zip(observations, states, strict=True)]
+        if not built3:
             return []
+        built = [(m, ls) for m, ls, _ in built3]
+        shown_all = [sh for _, _, sh in built3]
+        if self.mode == "generate":
+            return self._generate(built, shown_all, states)
         letters_all = sorted({x for _, ls in built for x in ls})
         lps = self.backend.choice_logprobs([m for m, _ in built], letters_all)
         out = []
         for (msgs, letters), lp, st in zip(built, lps, states, strict=True):
             seen = {x: lp.get(x) for x in letters if lp.get(x) is not None}
-            k = None if not seen else letters.index(max(seen, key=seen.get))
+            shown = shown_all[len(out)]
+            k = None if not seen else shown[letters.index(max(seen, key=seen.get))]
             rec = {
                 "method": "logprob",
                 "prompt": [{"role": m.type, "content": m.content} for m in msgs],
                 "logprobs": {x: lp.get(x) for x in letters},
-                "parsed": None if k is None else letters[k],
+                "parsed": None if not seen else max(seen, key=seen.get),
+                "shown_order": shown,
             }
             out.append((Decision(k, rec), st))
         return out
 
+    def _generate(self, built: list, shown_all: list, states: Sequence[Any]) -> list[tuple[Decision, Any]]:
+        """Free-text replies read strictly (agents.llm.parsing); unreadable = invalid."""
+        from agents.llm.backend import Sampling
+        from agents.llm.parsing import parse_choice
+
+        sampling = [
+            Sampling(
+                temperature=0.0, max_new_tokens=self.max_new_tokens, seed=int(st["seed"]) * 1000 + st["t"]
+            )
+            for st in states
+        ]
+        gens = self.backend.generate([m for m, _ in built], sampling)
+        out = []
+        for (msgs, letters), gen, st in zip(built, gens, states, strict=True):
+            parsed = parse_choice(gen.text, letters)
+            shown = shown_all[len(out)]
+            k = None if parsed is None else shown[letters.index(parsed)]
+            rec = {
+                "method": "generate",
+                "prompt": [{"role": m.type, "content": m.content} for m in msgs],
+                "reply": gen.text,
+                "parsed": parsed,
+                "sampling": sampling[len(out)].as_dict(),
+                "shown_order": shown,
+            }
+            out.append((Decision(k, rec), {**st, "t": st["t"] + 1}))
+        return out
+
     def describe(self) -> dict[str, Any]:
         desc = getattr(self.backend, "describe", None)
-        return {**super().describe(), "backend": desc() if callable(desc) else str(self.backend)}
+        return {
+            **super().describe(),
+            "mode": self.mode,
+            "order": self.order,
+            "backend": desc() if callable(desc) else str(self.backend),
+        }
 
 
 def make_agent(spec: str | Agent, llm_backend: Callable[[str, dict], Any] | None = None) -> Agent:
     """Build an agent from a spec string (see the module docstring); an Agent passes through.
 
-    llm: `llm_backend(name, params)` returns a Backend (agents/llm/backend.py); without it,
-    "llm:local" loads the embedded model through agents.llm.local. rl: agents.rl.from_spec(name,
+    llm: `llm_backend(name, params)` returns a Backend (agents/llm/backend.py); without it the
+    backend comes from agents.llm.factory.make_backend(name). rl: agents.rl.from_spec(name,
     params) must exist (the RL package's loader).
     """
     if isinstance(spec, Agent):
@@ -271,20 +331,10 @@ def make_agent(spec: str | Agent, llm_backend: Callable[[str, dict], Any] | None
     if kind == "llm":
         if llm_backend is not None:
             return DilemmaLLMAgent(llm_backend(name, params), name=f"llm-{name}")
-        if name != "local":
-            raise ValueError(
-                f"agent spec {spec!r}: pass llm_backend= to build {name!r}; built in: 'llm:local'"
-            )
-        try:
-            from agents.llm import local  # noqa: PLC0415 - heavy, optional
-        except ImportError as err:
-            raise ImportError(
-                f'agent spec {spec!r} needs the local model extra: pip install -e ".[local]" ({err})'
-            ) from None
-        factory = getattr(local, "LocalBackend", None)
-        if factory is None:
-            raise ImportError("agents.llm.local has no LocalBackend; cannot build 'llm:local'")
-        return DilemmaLLMAgent(factory(**params), name="llm-local")
+        from agents.llm.factory import make_backend
+
+        backend_spec, _, mode = name.partition("#")
+        return DilemmaLLMAgent(make_backend(backend_spec), name=f"llm-{backend_spec}", mode=mode or "logprob")
     try:
         from agents import rl  # noqa: PLC0415
     except ImportError as err:

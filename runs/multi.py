@@ -38,7 +38,52 @@ __all__ = ["CONFIG_KEYS", "evaluate_scenario", "main"]
 #: Accepted config keys: episodes (int), framings (list of framing ids run as conditions for every
 #: player; default: each group's framing), rounds (override), plot (bool), fit (fit_svo kwargs),
 #: llm_backend (callable(name, params) -> Backend, not recorded), bootstrap (resamples, 0 = off).
-CONFIG_KEYS = {"episodes", "framings", "rounds", "plot", "fit", "llm_backend", "bootstrap"}
+#: assign ({player or group: key of `agents`}) maps agents keyed by something else (runs.evaluate
+#: keys them by spec) onto players; a single such agent with no assign plays every player.
+#: A runs.evaluate RunConfig dump is accepted: its scenario_options are this config, with trials ->
+#: episodes and n_boot -> bootstrap as defaults.
+CONFIG_KEYS = {"episodes", "framings", "rounds", "plot", "fit", "llm_backend", "bootstrap", "assign"}
+
+
+def _normalise_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    config = dict(config or {})
+    if "scenario_options" in config:  # a runs.evaluate RunConfig dump
+        opts = dict(config.get("scenario_options") or {})
+        opts.setdefault("episodes", config.get("trials", 1))
+        if config.get("n_boot") is not None:
+            opts.setdefault("bootstrap", config["n_boot"])
+        config = opts
+    unknown = sorted(set(config) - CONFIG_KEYS)
+    if unknown:
+        raise ValueError(f"config: unknown key(s) {unknown}; allowed: {sorted(CONFIG_KEYS)}")
+    return config
+
+
+def _map_agents(d: Dilemma, agents: Mapping[str, Any], assign: Mapping[str, str] | None) -> dict[str, Any]:
+    """Agents keyed by player/group/"*" pass through; other keys go through `assign`."""
+    known = set(d.player_names()) | {g.name for g in d.agents} | {"*"}
+    out = {k: v for k, v in agents.items() if k in known}
+    other = {k: v for k, v in agents.items() if k not in known}
+    if assign:
+        for target, key in assign.items():
+            if target not in known:
+                raise ValueError(
+                    f"config.assign: {target!r} is not a player or group; allowed: {sorted(known)}"
+                )
+            if key not in agents:
+                raise ValueError(
+                    f"config.assign[{target!r}]: no agent {key!r}; agents given: {sorted(agents)}"
+                )
+            out[target] = agents[key]
+        return out
+    if len(other) == 1 and not out:
+        return {"*": next(iter(other.values()))}
+    if other:
+        raise ValueError(
+            f"agents: keys {sorted(other)} are not players or groups {sorted(known)}; "
+            "map them with config assign: {player_or_group: key}"
+        )
+    return out
 
 
 def _seed(*parts: int) -> int:
@@ -301,10 +346,7 @@ def evaluate_scenario(
     all envs step together and each distinct agent object decides for all of them in one
     act_batch call per step.
     """
-    config = dict(config or {})
-    unknown = sorted(set(config) - CONFIG_KEYS)
-    if unknown:
-        raise ValueError(f"config: unknown key(s) {unknown}; allowed: {sorted(CONFIG_KEYS)}")
+    config = _normalise_config(config)
     episodes = int(config.get("episodes", 1))
     if episodes < 1:
         raise ValueError(f"config.episodes={episodes}; must be >= 1")
@@ -319,7 +361,8 @@ def evaluate_scenario(
             fs.get(c)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    agent_of, group_name = _resolve_agents(d, dict(agents or {}), config.get("llm_backend"))
+    overrides = _map_agents(d, dict(agents or {}), config.get("assign"))
+    agent_of, group_name = _resolve_agents(d, overrides, config.get("llm_backend"))
     groups = d.groups_by_player()
     env_kwargs = {"rounds": config["rounds"]} if config.get("rounds") else {}
     parallel = d.game != "sequential"

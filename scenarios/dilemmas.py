@@ -59,7 +59,8 @@ __all__ = [
 DILEMMA_DIR = DATA_DIR / "dilemmas"
 FRAMING_DIR = DATA_DIR / "framings"
 GameKind = Literal["matrix", "slider", "public_goods", "sequential"]
-#: Agent spec prefixes: "scripted:NAME(k=v,...)", "llm:...", "rl:...".
+#: Agent spec prefixes: "scripted:NAME(k=v,...)", "llm:BACKEND_SPEC" (agents/llm/factory.py, e.g.
+#: llm:embedded, llm:openai:gpt-4o-mini), "rl:NAME(k=v,...)".
 AGENT_KINDS = ("scripted", "llm", "rl")
 #: Scripted agent names and the parameters each accepts (agents/dilemma.py implements them).
 SCRIPTED_AGENTS: dict[str, set[str]] = {
@@ -83,6 +84,9 @@ class _Frozen(BaseModel):
 
 def parse_agent_spec(spec: str) -> tuple[str, str, dict[str, str]]:
     """Split "kind:name(k=v, ...)" into (kind, name, params); ValueError says what is allowed."""
+    if spec.strip().startswith("llm:") and len(spec.strip()) > 4:
+        # everything after "llm:" is a backend spec (agents/llm/factory.py), e.g. llm:embedded
+        return "llm", spec.strip()[4:], {}
     m = _SPEC.match(spec.strip())
     if not m:
         raise ValueError(f"agent spec {spec!r} is not 'kind:name' or 'kind:name(key=value,...)'")

@@ -137,3 +137,78 @@ def test_make_agent_specs() -> None:
     with pytest.raises(ValueError, match="kind 'bot' unknown"):
         make_agent("bot:x")
     assert np.isfinite(make_agent("scripted:utility(angle=10)").angle)
+
+
+def test_runs_evaluate_style_call(tmp_path) -> None:
+    """runs.evaluate passes agents keyed by spec and its RunConfig dump (scenario_options inside)."""
+    cfg = {
+        "trials": 2,
+        "n_boot": 100,
+        "seed": 0,
+        "scenario": "stag_hunt",
+        "scenario_options": {"plot": False, "assign": {"prosocial": "a", "reciprocator": "b"}},
+    }
+    agents = {"a": "scripted:always_cooperate", "b": "scripted:always_defect"}
+    s = evaluate_scenario("stag_hunt", agents, tmp_path, 0, cfg)
+    assert s["episodes"] == 2
+    assert s["per_agent"]["player_0"]["cooperation_rate"] == 1.0
+    assert s["per_agent"]["player_1"]["cooperation_rate"] == 0.0
+    one = evaluate_scenario("stag_hunt", {"x": "scripted:tit_for_tat"}, tmp_path / "one", 0, {"plot": False})
+    assert one["population"]["cooperation_rate"] == 1.0
+    with pytest.raises(ValueError, match="assign"):
+        evaluate_scenario("stag_hunt", agents, tmp_path / "bad", 0, {"plot": False})
+    with pytest.raises(ValueError, match="unknown key"):
+        evaluate_scenario("stag_hunt", {}, tmp_path / "bad2", 0, {"episodes": 1, "colour": "red"})
+
+
+def test_llm_adapter_reversed_order_maps_back(tmp_path) -> None:
+    agent = DilemmaLLMAgent(_LetterBackend("B"), order="reversed")  # "B" is now Cooperate
+    s = evaluate_scenario("prisoners_dilemma", {"*": agent}, tmp_path, seed=0, config={"plot": False})
+    assert s["population"]["cooperation_rate"] == 1.0
+    row = json.loads((tmp_path / "records.jsonl").read_text().splitlines()[0])
+    assert (
+        row["decision"]["shown_order"] == [1, 0]
+        and "B) Cooperate" in row["decision"]["prompt"][-1]["content"]
+    )
+
+
+def test_llm_generate_mode_reads_strictly(tmp_path) -> None:
+    s = evaluate_scenario(
+        "prisoners_dilemma_repeated",
+        {"*": "llm:fake:B|I am not sure|A#generate"},
+        tmp_path,
+        seed=0,
+        config={"plot": False},
+    )
+    rows = [json.loads(x) for x in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert {(r["decision"]["reply"], r["action"]) for r in rows} == {
+        ("B", 1),
+        ("I am not sure", None),
+        ("A", 0),
+    }
+    assert s["population"]["invalid"] == sum(r["action"] is None for r in rows) > 0
+
+
+@pytest.mark.slow
+def test_embedded_model_in_framed_dilemma(tmp_path) -> None:
+    """The embedded SmolLM2 plays the one-shot PD under every partner framing, both letter orders.
+    What it does is recorded, not asserted. Observed when written: fixed order (A=cooperate) it
+    answered B (defect) under all five framings; reversed (A=defect) it answered B (cooperate) for
+    neutral and family and A (defect) for stranger, in-group and out-group: mostly a preference
+    for the letter B, with a small framing effect on top."""
+    pytest.importorskip("transformers")
+    from agents.llm.factory import make_backend
+
+    backend = make_backend("embedded")
+    for order in ("fixed", "reversed"):
+        s = evaluate_scenario(
+            "prisoners_dilemma",
+            {"*": DilemmaLLMAgent(backend, name="smollm2", order=order)},
+            tmp_path / order,
+            seed=0,
+            config={"plot": False, "framings": ["neutral", "family", "stranger", "in_group", "out_group"]},
+        )
+        assert s["population"]["decisions"] == 10
+        assert set(s["by_framing"]) == {"neutral", "family", "stranger", "in_group", "out_group"}
+        rows = [json.loads(x) for x in (tmp_path / order / "records.jsonl").read_text().splitlines()]
+        assert all(r["decision"]["logprobs"] for r in rows)
