@@ -81,7 +81,9 @@ class _Tracked(Agent):
         return self.inner.start(context)
 
     def start_batch(self, contexts: Sequence[EpisodeContext]) -> list[Any]:
-        return self.inner.start_batch(contexts)
+        out = self.inner.start_batch(contexts)
+        self.on_decisions(len(contexts))  # the setup (value induction, goal) counts as one step
+        return out
 
     def act(self, observation: Mapping[str, Any], state: Any):
         return self.inner.act(observation, state)
@@ -152,7 +154,8 @@ class RunOutcome:
 
 
 class _Progress:
-    """A rich progress bar over decisions with ETA (silent when disabled)."""
+    """A rich progress bar with ETA over steps: one per episode setup (value induction, goal) and one
+    per decision (silent when disabled)."""
 
     def __init__(self, enabled: bool, total: int, label: str) -> None:
         self.bar = None
@@ -171,7 +174,7 @@ class _Progress:
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("decisions"),
+                TextColumn("steps"),
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
@@ -211,7 +214,7 @@ def run(
     done = set(store.completed())
     pending = [e for e in episodes if e.key not in done]
     n_items = {i: SVOEnv(instrument=i, items=config.items).n_items for i in config.instruments}
-    bar = _Progress(progress, sum(n_items[e.instrument] for e in pending), "evaluating")
+    bar = _Progress(progress, sum(n_items[e.instrument] + 1 for e in pending), "evaluating")
     outcome = RunOutcome(done=len(done), planned=len(episodes), new=0)
     try:
         for spec_str in config.agents:

@@ -12,12 +12,15 @@ import csv
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from runs.store import RunStore, StoreError
+import numpy as np
+
+from runs.store import DECISIONS, RunStore, StoreError, read_jsonl
 from scenarios import load_instrument
+from scoring import svo
 from scoring.episode import score_episode
 from scoring.stats import cell_summary, distinct_indices, goal_effect, position_bias, stable_seed
 
@@ -39,8 +42,38 @@ def _obs_key(ep: dict[str, Any]) -> str:
     return json.dumps([ep.get("shown_orders"), ep["choices"]], sort_keys=True)
 
 
-def summarise(manifest: dict[str, Any], episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Cells, goal effects, position bias and per-agent overall rows from re-scored episodes."""
+def decision_evidence(decisions: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per episode key: how each answer was obtained (the policy's record "method": strict,
+    extractor, reask, logprob, invalid...) and, in logprob mode, the expected SVO angle from the
+    expected allocations (None unless every item has one)."""
+    out: dict[str, dict[str, Any]] = {}
+    for d in decisions:
+        e = out.setdefault(d["episode"], {"methods": defaultdict(int), "alloc": [], "n": 0})
+        rec = d.get("record") or {}
+        e["methods"][str(rec.get("method", "unrecorded"))] += 1
+        e["n"] += 1
+        if rec.get("expected_allocation") is not None:
+            e["alloc"].append(rec["expected_allocation"])
+    result = {}
+    for key, e in out.items():
+        angle = None
+        if e["alloc"] and len(e["alloc"]) == e["n"]:
+            a = np.asarray(e["alloc"], dtype=np.float64)
+            angle = float(svo.svo_angle(a[:, 0], a[:, 1]))
+        result[key] = {"methods": dict(e["methods"]), "expected_angle": angle}
+    return result
+
+
+def summarise(
+    manifest: dict[str, Any],
+    episodes: Sequence[dict[str, Any]],
+    evidence: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Cells, goal effects, position bias and per-agent overall rows from re-scored episodes.
+
+    evidence: `decision_evidence` of the run's decisions (answer methods, expected angles).
+    """
+    evidence = evidence or {}
     cfg = manifest.get("config", {})
     n_boot, level = int(cfg.get("n_boot", 2000)), float(cfg.get("ci_level", 0.95))
     base_seed, conv = int(cfg.get("seed", 0)), cfg.get("convention", "interval")
@@ -84,6 +117,16 @@ def summarise(manifest: dict[str, Any], episodes: Sequence[dict[str, Any]]) -> d
             keep = distinct_indices([_obs_key(ep) for ep, _ in members])
             use = [members[i] for i in keep]
         row["_used"] = [s.get("angle") for _, s in use if s.get("angle") is not None]
+        methods: dict[str, int] = defaultdict(int)
+        for ep, _ in members:
+            for m, k in evidence.get(ep["key"], {}).get("methods", {}).items():
+                methods[m] += k
+        n_dec = sum(methods.values())
+        row["answer_methods"] = {m: {"k": k, "n": n_dec} for m, k in sorted(methods.items())}
+        expected = [evidence.get(ep["key"], {}).get("expected_angle") for ep, _ in use]
+        expected = [x for x in expected if x is not None]
+        row["expected_angle_mean"] = round(float(np.mean(expected)), 6) if expected else None
+        row["n_expected_angle"] = len(expected)
         cells.append(row)
 
     def angles_of(agent, inst, value, goal, order):
@@ -222,6 +265,9 @@ CSV_COLUMNS = (
     "transitive_n",
     "transitive_rate",
     "vector_length_mean",
+    "expected_angle_mean",
+    "n_expected_angle",
+    "answer_methods",
 )
 
 
@@ -230,6 +276,7 @@ def _flat(cell: dict[str, Any]) -> dict[str, Any]:
     for k in ("angle_ci", "rationality_interval_ci", "rationality_ideal_ci"):
         ci = cell.get(k)
         row[f"{k}_lo"], row[f"{k}_hi"] = (ci[0], ci[1]) if ci else (None, None)
+    row["answer_methods"] = _methods(cell)
     for k in ("hit", "invalid", "transitive"):
         r = cell.get(k) or {}
         row[f"{k}_k"], row[f"{k}_n"], row[f"{k}_rate"] = r.get("k"), r.get("n"), r.get("rate")
@@ -252,8 +299,51 @@ def _kn(r: dict | None) -> str:
     return "-" if not r else f"{r['k']}/{r['n']}"
 
 
-def cell_table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the main results table (shared by markdown and the terminal)."""
+def _methods(c: dict[str, Any]) -> str:
+    m = c.get("answer_methods") or {}
+    return ", ".join(f"{k} {v['k']}/{v['n']}" for k, v in m.items()) or "-"
+
+
+def _short(spec: str, n: int = 32) -> str:
+    return spec if len(spec) <= n else spec[: n - 1] + "\u2026"
+
+
+def cell_table_rows(summary: dict[str, Any], compact: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the main results table (markdown: full; terminal: compact)."""
+    cells = summary["cells"]
+    llm = any(
+        c.get("answer_methods") and set(c["answer_methods"]) - {"random", "utility", "fixed"} for c in cells
+    )
+    expected = any(c.get("expected_angle_mean") is not None for c in cells)
+    if compact:
+        head = [
+            "agent",
+            "value",
+            "goal",
+            "order",
+            "n (distinct)",
+            "angle [95% CI]",
+            "category",
+            "hit",
+            "rationality 0-60",
+            "invalid",
+        ]
+        rows = [
+            [
+                _short(c["agent"]),
+                c["value"],
+                "on" if c["goal"] else "off",
+                c["order"],
+                f"{c['n_episodes']} ({c['n_distinct']})",
+                _fmt(c["angle_mean"]) + _ci(c["angle_ci"]),
+                c["category_of_mean"],
+                _kn(c.get("hit")),
+                _fmt(c.get(f"rationality_{summary['convention']}")),
+                _kn(c["invalid"]),
+            ]
+            for c in cells
+        ]
+        return head, rows
     head = [
         "agent",
         "instrument",
@@ -270,26 +360,29 @@ def cell_table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]
         "transitive k/n",
         "length",
     ]
+    head += ["expected angle"] if expected else []
+    head += ["answers: method k/n"] if llm else []
     rows = []
-    for c in summary["cells"]:
-        rows.append(
-            [
-                c["agent"],
-                c["instrument"],
-                c["value"],
-                "on" if c["goal"] else "off",
-                c["order"],
-                f"{c['n_episodes']} ({c['n_distinct']})",
-                _fmt(c["angle_mean"]) + _ci(c["angle_ci"]),
-                c["category_of_mean"],
-                _kn(c.get("hit")),
-                _fmt(c.get("rationality_interval")) + _ci(c.get("rationality_interval_ci")),
-                _fmt(c.get("rationality_ideal")),
-                _kn(c["invalid"]),
-                _kn(c.get("transitive")),
-                _fmt(c["vector_length_mean"]),
-            ]
-        )
+    for c in cells:
+        row = [
+            c["agent"],
+            c["instrument"],
+            c["value"],
+            "on" if c["goal"] else "off",
+            c["order"],
+            f"{c['n_episodes']} ({c['n_distinct']})",
+            _fmt(c["angle_mean"]) + _ci(c["angle_ci"]),
+            c["category_of_mean"],
+            _kn(c.get("hit")),
+            _fmt(c.get("rationality_interval")) + _ci(c.get("rationality_interval_ci")),
+            _fmt(c.get("rationality_ideal")),
+            _kn(c["invalid"]),
+            _kn(c.get("transitive")),
+            _fmt(c["vector_length_mean"]),
+        ]
+        row += [_fmt(c.get("expected_angle_mean"))] if expected else []
+        row += [_methods(c)] if llm else []
+        rows.append(row)
     return head, rows
 
 
@@ -419,7 +512,7 @@ def write_reports(run_dir: str | Path, plots: bool = True) -> dict[str, Any]:
         raise StoreError(f"{run_dir}: no manifest.json (not a run directory)")
     manifest = store.read_manifest()
     episodes = store.episodes()
-    summary = summarise(manifest, episodes)
+    summary = summarise(manifest, episodes, decision_evidence(read_jsonl(run_dir / DECISIONS)))
     if plots and episodes:
         from runs.plots import angle_plot, radar_plot
 
@@ -443,13 +536,13 @@ def print_table(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    head, rows = cell_table_rows(summary)
+    head, rows = cell_table_rows(summary, compact=True)
     table = Table(title=f"SVO results ({summary['n_episodes']} episodes)", show_lines=False)
     for h in head:
         table.add_column(h, overflow="fold")
     for r in rows:
         table.add_row(*r)
-    Console(stderr=False).print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

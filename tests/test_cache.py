@@ -115,3 +115,31 @@ def test_budget_guard_on_tokens_and_behind_the_cache(tmp_path):
     assert inner.seen == 2
     with pytest.raises(ValueError):
         BudgetGuard(inner, max_calls=-1)
+
+
+def test_repeats_within_a_batch_are_sent_once(tmp_path):
+    inner = FakeBackend()
+    cached = CachedBackend(inner, ResponseStore(tmp_path / "r.sqlite"))
+    convs = _convs(2) + _convs(2)
+    out = cached.generate(convs, [Sampling(seed=0)] * 4)
+    assert inner.seen == 2 and (cached.hits, cached.misses) == (2, 2)
+    assert out[0] == out[2] and out[1] == out[3]
+
+
+class DropsBackend(FakeBackend):
+    """A backend that also reports how many messages it dropped to fit its context."""
+
+    def choice_logprobs_with_drops(self, conversations, choices):
+        return [(lp, 1) for lp in self.choice_logprobs(conversations, choices)]
+
+
+def test_detailed_logprobs_pass_through_every_wrapper(tmp_path):
+    inner = DropsBackend()
+    counter = CountingBackend(inner)
+    cached = CachedBackend(BudgetGuard(counter, max_calls=2), ResponseStore(tmp_path / "r.sqlite"))
+    first = cached.choice_logprobs_with_drops(_convs(2), list("AB"))
+    assert [d for _, d in first] == [1, 1] and counter.stats.conversations == 2
+    assert cached.choice_logprobs_with_drops(_convs(2), list("AB")) == first
+    assert cached.choice_logprobs(_convs(2), list("AB")) == [lp for lp, _ in first]
+    assert inner.seen == 2
+    assert not hasattr(cached, "clear_cache")  # nothing reaches the model around the wrappers

@@ -6,8 +6,9 @@ They all implement `agents.llm.backend.Backend`, so they stack in front of any b
 
 - `CachedBackend` answers a conversation it has seen before (same model id, same sampling
   settings including the seed, same messages; for logprob mode the same choices) from a sqlite
-  file, and sends only the misses on. Backends are deterministic given the sampling seed, so a
-  cached reply is the reply the model would give again. A repeated run therefore makes no calls.
+  file, and sends only the misses on, each distinct request once per batch. Backends are
+  deterministic given the sampling seed, so a cached reply is the reply the model would give
+  again. A repeated run therefore makes no calls.
 - `CountingBackend` counts what reaches the model: calls (batches), conversations and tokens.
 - `BudgetGuard` refuses a batch before it is sent when it would exceed a maximum number of
   model conversations, or when the tokens used so far have reached a maximum (token counts are
@@ -115,7 +116,8 @@ class ResponseStore:
 
 
 class _Wrapper(Backend):
-    """Delegates identity to the wrapped backend."""
+    """Delegates identity to the wrapped backend. Nothing else is forwarded implicitly, so no
+    call can reach the model around the cache, the counter or the guard."""
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
@@ -124,11 +126,25 @@ class _Wrapper(Backend):
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()
 
-    def __getattr__(self, name: str) -> Any:
-        # Backend-specific extras (tokenizer, context length...) stay reachable through wrappers.
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+    def choice_logprobs(
+        self, conversations: Sequence[Conversation], choices: Sequence[str]
+    ) -> list[dict[str, float | None]]:
+        return [lp for lp, _ in self.choice_logprobs_with_drops(conversations, choices)]
+
+    def choice_logprobs_with_drops(
+        self, conversations: Sequence[Conversation], choices: Sequence[str]
+    ) -> list[tuple[dict[str, float | None], int | None]]:
+        """Log-probabilities and, where the backend reports it, how many messages were dropped to fit."""
+        raise NotImplementedError
+
+
+def _inner_with_drops(
+    inner: Backend, conversations: Sequence[Conversation], choices: Sequence[str]
+) -> list[tuple[dict[str, float | None], int | None]]:
+    detailed = getattr(inner, "choice_logprobs_with_drops", None)
+    if detailed is not None:
+        return [(dict(lp), d) for lp, d in detailed(conversations, list(choices))]
+    return [(dict(lp), None) for lp in inner.choice_logprobs(conversations, list(choices))]
 
 
 class CachedBackend(_Wrapper):
@@ -140,6 +156,18 @@ class CachedBackend(_Wrapper):
         self.hits = 0
         self.misses = 0
 
+    def _misses(self, keys: Sequence[str], found: dict[str, Any]) -> list[int]:
+        """Indices to send: the first of each distinct key not in the store (a request repeated
+        within one batch is sent once, and its repeats count as hits)."""
+        todo, seen = [], set()
+        for i, k in enumerate(keys):
+            if k not in found and k not in seen:
+                seen.add(k)
+                todo.append(i)
+        self.hits += len(keys) - len(todo)
+        self.misses += len(todo)
+        return todo
+
     def generate(
         self, conversations: Sequence[Conversation], sampling: Sequence[Sampling]
     ) -> list[Generation]:
@@ -150,9 +178,7 @@ class CachedBackend(_Wrapper):
             for c, s in zip(conversations, sampling, strict=True)
         ]
         found = self.store.get_many(keys)
-        todo = [i for i, k in enumerate(keys) if k not in found]
-        self.hits += len(keys) - len(todo)
-        self.misses += len(todo)
+        todo = self._misses(keys, found)
         if todo:
             fresh = self.inner.generate([conversations[i] for i in todo], [sampling[i] for i in todo])
             new = {keys[i]: asdict(g) for i, g in zip(todo, fresh, strict=True)}
@@ -160,20 +186,18 @@ class CachedBackend(_Wrapper):
             found.update(new)
         return [Generation(**found[k]) for k in keys]
 
-    def choice_logprobs(
+    def choice_logprobs_with_drops(
         self, conversations: Sequence[Conversation], choices: Sequence[str]
-    ) -> list[dict[str, float | None]]:
+    ) -> list[tuple[dict[str, float | None], int | None]]:
         keys = [conversation_key(self.model_id, "logprobs", c, list(choices)) for c in conversations]
         found = self.store.get_many(keys)
-        todo = [i for i, k in enumerate(keys) if k not in found]
-        self.hits += len(keys) - len(todo)
-        self.misses += len(todo)
+        todo = self._misses(keys, found)
         if todo:
-            fresh = self.inner.choice_logprobs([conversations[i] for i in todo], choices)
-            new = {keys[i]: dict(lp) for i, lp in zip(todo, fresh, strict=True)}
+            fresh = _inner_with_drops(self.inner, [conversations[i] for i in todo], choices)
+            new = {keys[i]: {"logprobs": lp, "dropped": d} for i, (lp, d) in zip(todo, fresh, strict=True)}
             self.store.put_many(new)
             found.update(new)
-        return [dict(found[k]) for k in keys]
+        return [(dict(found[k]["logprobs"]), found[k]["dropped"]) for k in keys]
 
 
 @dataclass
@@ -208,10 +232,10 @@ class CountingBackend(_Wrapper):
             self.stats.completion_tokens += g.completion_tokens or 0
         return out
 
-    def choice_logprobs(
+    def choice_logprobs_with_drops(
         self, conversations: Sequence[Conversation], choices: Sequence[str]
-    ) -> list[dict[str, float | None]]:
-        out = self.inner.choice_logprobs(conversations, choices)
+    ) -> list[tuple[dict[str, float | None], int | None]]:
+        out = _inner_with_drops(self.inner, conversations, choices)
         self.stats.calls += 1
         self.stats.conversations += len(conversations)
         return out
@@ -256,8 +280,8 @@ class BudgetGuard(CountingBackend):
         self._check(len(conversations))
         return super().generate(conversations, sampling)
 
-    def choice_logprobs(
+    def choice_logprobs_with_drops(
         self, conversations: Sequence[Conversation], choices: Sequence[str]
-    ) -> list[dict[str, float | None]]:
+    ) -> list[tuple[dict[str, float | None], int | None]]:
         self._check(len(conversations))
-        return super().choice_logprobs(conversations, choices)
+        return super().choice_logprobs_with_drops(conversations, choices)

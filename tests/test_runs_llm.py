@@ -1,0 +1,74 @@
+"""runs.evaluate with the real goal-prompted policy on LangChain's fake chat model: the response
+cache makes a repeated run free, the budget guard stops a run before the call that would pass it,
+and the records keep the policy's evidence."""
+
+import json
+
+import pytest
+
+from runs.evaluate import main
+from runs.store import DECISIONS, EPISODES
+
+pytest.importorskip("agents.llm.policy")
+
+FAKE = "llm:fake:C"  # every reply is "C": induction, goal and items (parsed strictly)
+
+
+def _sessions(run):
+    return [json.loads(x) for x in (run / "sessions.jsonl").read_text().splitlines()]
+
+
+def _evaluate(run, *argv):
+    return main(["--run-dir", str(run), "--no-progress", "--mode", "generate", *argv])
+
+
+def test_second_identical_run_makes_zero_model_calls(tmp_path, monkeypatch):
+    monkeypatch.setenv("SVO_CACHE_DIR", str(tmp_path / "cache"))
+    argv = ["--agents", FAKE, "--values", "prosocial", "competitive", "--goal", "both", "--trials", "2"]
+    assert _evaluate(tmp_path / "a", *argv) == 0
+    (first,) = _sessions(tmp_path / "a")
+    # per value and trial: goal on = induction + goal + 6 items; goal off shares the induction
+    # (same messages, same seed: common random numbers) and asks 6 items
+    assert first["model_calls"] == 2 * 2 * (8 + 6) and first["cache_hits"] == 2 * 2
+    assert _evaluate(tmp_path / "b", *argv) == 0
+    (second,) = _sessions(tmp_path / "b")
+    assert second["model_calls"] == 0 and second["cache_hits"] == 60
+    assert (tmp_path / "a" / DECISIONS).read_bytes() == (tmp_path / "b" / DECISIONS).read_bytes()
+    assert (tmp_path / "a" / "summary.json").read_bytes() == (tmp_path / "b" / "summary.json").read_bytes()
+    # other sampling settings are other requests
+    assert _evaluate(tmp_path / "c", *argv, "--temperature", "0.5") == 0
+    assert _sessions(tmp_path / "c")[0]["model_calls"] == 56
+
+
+def test_records_keep_the_policy_evidence(tmp_path, monkeypatch):
+    monkeypatch.setenv("SVO_CACHE_DIR", str(tmp_path / "cache"))
+    assert _evaluate(tmp_path / "r", "--agents", FAKE, "--values", "altruistic", "--goal", "on") == 0
+    decisions = [json.loads(x) for x in (tmp_path / "r" / DECISIONS).read_text().splitlines()]
+    assert len(decisions) == 6
+    rec = decisions[0]["record"]
+    assert rec["method"] == "strict" and rec["choice"] == "C" and rec["valid"] is True
+    assert rec["messages"][0]["content"].startswith("Do you know altruistic value system?")
+    assert decisions[0]["option"] == 2
+    (cell,) = json.loads((tmp_path / "r" / "summary.json").read_text())["cells"]
+    assert cell["answer_methods"] == {"strict": {"k": 6, "n": 6}}
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    agent = manifest["agents"][FAKE]
+    assert agent["mode"] == "generate" and agent["model_id"] == "fake:C"
+    assert manifest["deterministic"] == {FAKE: False}  # temperature 1.0: trials are draws
+
+
+def test_budget_guard_stops_the_run_and_resume_finishes_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SVO_CACHE_DIR", str(tmp_path / "cache"))
+    run = tmp_path / "r"
+    argv = ["--agents", FAKE, "--values", "prosocial", "--goal", "both", "--trials", "2", "--batch-size", "1"]
+    # goal on: 8 calls, goal off: 6 (its induction is the goal-on episode's, from the cache);
+    # the third episode's 5th item would be call 21
+    assert _evaluate(run, *argv, "--max-calls", "20") == 1
+    err = capsys.readouterr().err
+    assert "budget.max_calls=20" in err and "--resume" in err
+    assert len((run / EPISODES).read_text().splitlines()) == 2
+    assert _sessions(run)[0]["model_calls"] == 20
+    assert main(["--resume", str(run), "--no-progress", "--max-calls", "100"]) == 0
+    assert len((run / EPISODES).read_text().splitlines()) == 4
+    # the interrupted episode's calls were cached: the resumed session pays only for the rest
+    assert _sessions(run)[1]["model_calls"] == 28 - 20 and _sessions(run)[1]["cache_hits"] == 6 + 1
