@@ -80,32 +80,45 @@ def _cache_kwarg(model: Any) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+_BUFFER_LAYER: Any = None
+
+
+def _buffer_layer_class() -> Any:
+    """A DynamicLayer that writes into a preallocated buffer instead of concatenating (built once)."""
+    global _BUFFER_LAYER
+    if _BUFFER_LAYER is None:
+        from transformers.cache_utils import DynamicLayer
+
+        class _BufferLayer(DynamicLayer):
+            def __init__(self, kb: torch.Tensor, vb: torch.Tensor, n: int) -> None:
+                super().__init__()
+                self._kb, self._vb, self._n = kb, vb, n
+                self.is_initialized = True
+                self.device = kb.device
+                self.keys, self.values = kb[:, :, :n], vb[:, :, :n]
+
+            def update(self, key_states, value_states, *args, **kwargs):  # noqa: ANN001, ANN202
+                m = key_states.shape[-2]
+                self._kb[:, :, self._n : self._n + m] = key_states
+                self._vb[:, :, self._n : self._n + m] = value_states
+                self._n += m
+                self.keys, self.values = self._kb[:, :, : self._n], self._vb[:, :, : self._n]
+                return self.keys, self.values
+
+            def get_seq_length(self) -> int:
+                return self._n
+
+        _BUFFER_LAYER = _BufferLayer
+    return _BUFFER_LAYER
+
+
 def _buffer_cache(buf: torch.Tensor, length: int) -> Any:
     """A transformers Cache whose layers write into the preallocated buffer [L, 2, B, H, cap, D]."""
     from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
 
-    class _BufferLayer(DynamicLayer):
-        def __init__(self, kb: torch.Tensor, vb: torch.Tensor, n: int) -> None:
-            super().__init__()
-            self._kb, self._vb, self._n = kb, vb, n
-            self.is_initialized = True
-            self.device = kb.device
-            self.keys, self.values = kb[:, :, :n], vb[:, :, :n]
-
-        def update(self, key_states, value_states, *args, **kwargs):  # noqa: ANN001, ANN202
-            m = key_states.shape[-2]
-            self._kb[:, :, self._n : self._n + m] = key_states
-            self._vb[:, :, self._n : self._n + m] = value_states
-            self._n += m
-            self.keys, self.values = self._kb[:, :, : self._n], self._vb[:, :, : self._n]
-            return self.keys, self.values
-
-        def get_seq_length(self) -> int:
-            return self._n
-
+    layer = _buffer_layer_class()
     cache = DynamicCache()
-    cache.layers = [_BufferLayer(buf[i, 0], buf[i, 1], length) for i in range(buf.shape[0])]
+    cache.layers = [layer(buf[i, 0], buf[i, 1], length) for i in range(buf.shape[0])]
     cache.layer_class_to_replicate = None
     return cache
 

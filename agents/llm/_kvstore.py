@@ -4,7 +4,9 @@ Each entry holds the keys and values of one token sequence as one tensor [layers
 head_dim]. Because attention is causal, the first n positions of an entry are exactly the cache of
 its first n tokens, so a lookup returns the entry sharing the longest common prefix with a query,
 not only entries that are whole prefixes of it: trials of one value share the value-induction
-question, items of one trial share everything before the new item.
+question, items of one trial share everything before the new item. Lookups cost O(query length):
+an index of hashed 16-token blocks finds the entries sharing the most whole blocks, then the exact
+common prefix is measured on those (prefixes shorter than one block are not worth reusing).
 
 Memory stays bounded: an entry that is a prefix of a newly stored one is dropped (the new one covers
 it), and least-recently-used entries are evicted beyond `max_bytes`. Entries looked up during the
@@ -15,8 +17,9 @@ thrashing the whole store).
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +35,22 @@ class KVEntry:
     tokens: np.ndarray  # int64 [T]
     kv: Any  # torch.Tensor [layers, 2, kv_heads, T, head_dim]
     nbytes: int
+    digests: list[bytes] = field(default_factory=list)
+
+
+#: Lookups go through hashes of whole blocks of this many tokens, then refine token by token.
+BLOCK = 16
+
+
+def block_digests(tokens: np.ndarray) -> list[bytes]:
+    """Digest of tokens[: BLOCK * k] for k = 1 .. len // BLOCK (incremental, O(len))."""
+    h = hashlib.blake2b(digest_size=16)
+    out = []
+    data = np.ascontiguousarray(tokens, dtype=np.int64)
+    for k in range(len(data) // BLOCK):
+        h.update(data[k * BLOCK : (k + 1) * BLOCK].tobytes())
+        out.append(h.copy().digest())
+    return out
 
 
 def common_prefix_len(a: np.ndarray, b: np.ndarray) -> int:
@@ -53,6 +72,7 @@ class PrefixKVStore:
         self.bytes = 0
         self._entries: OrderedDict[int, KVEntry] = OrderedDict()
         self._protected: set[int] = set()
+        self._blocks: dict[bytes, set[int]] = {}
         self._next_key = 0
         self.evictions = 0
         self.rejected = 0
@@ -63,7 +83,29 @@ class PrefixKVStore:
     def clear(self) -> None:
         self._entries.clear()
         self._protected.clear()
+        self._blocks.clear()
         self.bytes = 0
+
+    def _candidates(self, tokens: np.ndarray, digests: list[bytes] | None = None) -> set[int]:
+        """Keys of the entries sharing the most whole leading blocks with `tokens` (empty: none)."""
+        found: set[int] = set()
+        for d in digests if digests is not None else block_digests(tokens):
+            keys = self._blocks.get(d)
+            if not keys:
+                break
+            found = keys
+        return set(found)
+
+    def _remove(self, key: int) -> None:
+        entry = self._entries.pop(key)
+        self.bytes -= entry.nbytes
+        self._protected.discard(key)
+        for d in entry.digests:
+            keys = self._blocks.get(d)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._blocks[d]
 
     def longest_prefix(self, tokens: np.ndarray, limit: int) -> tuple[KVEntry | None, int]:
         """The entry sharing the longest prefix with `tokens` (at most `limit` tokens) and that length.
@@ -74,10 +116,8 @@ class PrefixKVStore:
         best_n = 0
         if len(tokens) == 0 or limit <= 0:
             return None, 0
-        first = tokens[0]
-        for entry in self._entries.values():
-            if entry.tokens[0] != first:  # quick reject
-                continue
+        for key in self._candidates(tokens):
+            entry = self._entries[key]
             n = min(common_prefix_len(entry.tokens, tokens), limit)
             if n > best_n:
                 best, best_n = entry, n
@@ -89,7 +129,12 @@ class PrefixKVStore:
     def put(self, tokens: np.ndarray, kv: Any, nbytes: int) -> bool:
         """Store the cache of `tokens`; False when it was redundant or did not fit."""
         superseded: list[int] = []
-        for key, entry in self._entries.items():
+        digests = block_digests(tokens)
+        # entries that could cover or be covered by `tokens` share its first blocks (or are shorter than one)
+        related = {k for d in digests[:1] for k in self._blocks.get(d, ())}
+        related |= {k for k, e in self._entries.items() if len(e.tokens) < BLOCK}
+        for key in related:
+            entry = self._entries[key]
             n = common_prefix_len(entry.tokens, tokens)
             if n == len(tokens):  # an existing entry already covers these tokens
                 self._entries.move_to_end(key)
@@ -111,12 +156,13 @@ class PrefixKVStore:
                 self.rejected += 1
                 return False
         for key in superseded + evict:
-            self.bytes -= self._entries.pop(key).nbytes
-            self._protected.discard(key)
+            self._remove(key)
         self.evictions += len(evict)
         self._next_key += 1
-        entry = KVEntry(key=self._next_key, tokens=tokens, kv=kv, nbytes=nbytes)
+        entry = KVEntry(key=self._next_key, tokens=tokens, kv=kv, nbytes=nbytes, digests=digests)
         self._entries[entry.key] = entry
+        for d in digests:
+            self._blocks.setdefault(d, set()).add(entry.key)
         self.bytes += nbytes
         return True
 

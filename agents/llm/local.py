@@ -29,7 +29,7 @@ How to call it for the best speed (what L1's policy does):
 
 Conversations longer than the context (`max_context_tokens`, default the model's) lose their oldest
 non-system messages, as the paper did; the count is in `Generation.dropped_messages`, and for
-`choice_logprobs` in `last_dropped` (one int per conversation of the last call).
+`choice_logprobs_with_drops` (and `last_dropped`, one int per conversation of the last call).
 `stats` counts prompt tokens, tokens computed and reused (the savings of prefix reuse).
 """
 
@@ -351,6 +351,12 @@ class LocalBackend(Backend):
     def choice_logprobs(
         self, conversations: Sequence[Conversation], choices: Sequence[str]
     ) -> list[dict[str, float | None]]:
+        return [lp for lp, _ in self.choice_logprobs_with_drops(conversations, choices)]
+
+    def choice_logprobs_with_drops(
+        self, conversations: Sequence[Conversation], choices: Sequence[str]
+    ) -> list[tuple[dict[str, float | None], int]]:
+        """choice_logprobs plus, per conversation, how many old messages were dropped to fit."""
         if not choices:
             raise ValueError("choices must not be empty")
         token_sets = [self.choice_token_ids(c) for c in choices]
@@ -359,14 +365,13 @@ class LocalBackend(Backend):
         encoded = [self.encode(c, reserve=0) for c in conversations]
         self.last_dropped = [d for _, d in encoded]
         lp = self.engine.end_logprobs([ids for ids, _ in encoded], read)
-        out: list[dict[str, float | None]] = []
-        for row in lp:
-            out.append(
-                {
-                    c: _logsumexp([float(row[col[t]]) for t in ts])
-                    for c, ts in zip(choices, token_sets, strict=True)
-                }
-            )
+        out: list[tuple[dict[str, float | None], int]] = []
+        for row, (_, dropped) in zip(lp, encoded, strict=True):
+            dist: dict[str, float | None] = {
+                c: _logsumexp([float(row[col[t]]) for t in ts])
+                for c, ts in zip(choices, token_sets, strict=True)
+            }
+            out.append((dist, dropped))
         return out
 
     # ------------------------------------------------------------- helpers
@@ -389,28 +394,26 @@ class LocalBackend(Backend):
     def encode(self, conversation: Conversation, reserve: int = 0) -> tuple[list[int], int]:
         """Prompt token ids (chat template, generation prompt added) and how many old messages were dropped.
 
-        Messages are dropped oldest first (system messages kept, the last message kept) until the
-        prompt plus `reserve` new tokens fits `max_context_tokens`.
+        The oldest unprotected exchanges go first (agents.llm.context: system messages and messages
+        marked `keep` stay, the last message stays) until the prompt plus `reserve` new tokens fits
+        `max_context_tokens`.
         """
-        messages = convert_to_openai_messages(list(conversation))
-        dropped = 0
-        while True:
-            ids = self._template(messages)
-            if len(ids) + reserve <= self.max_context_tokens:
-                return ids, dropped
-            droppable = [i for i, m in enumerate(messages[:-1]) if m["role"] != "system"]
-            if not droppable:
-                raise BackendError(
-                    f"{self.model_id}: the conversation needs {len(ids)} + {reserve} tokens even without old "
-                    f"messages; max_context_tokens is {self.max_context_tokens}"
-                )
-            i = droppable[0]
-            del messages[i]
-            dropped += 1
-            # drop the answer to a dropped question too, so the conversation still starts with a user turn
-            if i < len(messages) - 1 and messages[i]["role"] == "assistant":
-                del messages[i]
-                dropped += 1
+        from agents.llm.context import fit_messages
+
+        cache: dict[int, list[int]] = {}
+
+        def fits(msgs: Sequence[Any]) -> bool:
+            cache[len(msgs)] = self._template(convert_to_openai_messages(list(msgs)))
+            return len(cache[len(msgs)]) + reserve <= self.max_context_tokens
+
+        try:
+            msgs, dropped = fit_messages(conversation, fits)
+        except ValueError as err:
+            raise BackendError(
+                f"{self.model_id}: {err} (max_context_tokens {self.max_context_tokens}, {reserve} reserved "
+                "for the reply)"
+            ) from None
+        return cache[len(msgs)], dropped
 
     def _template(self, messages: list[dict[str, Any]]) -> list[int]:
         enc = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
