@@ -33,7 +33,13 @@ from agents.llm.context import drop_oldest_exchange
 
 __all__ = ["ChatBackend", "letter_logprobs"]
 
-_MAX_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_new_tokens", "max_output_tokens", "num_predict")
+_MAX_TOKEN_FIELDS = (
+    "max_tokens",
+    "max_completion_tokens",
+    "max_new_tokens",
+    "max_output_tokens",
+    "num_predict",
+)
 _CONTEXT_ERROR = re.compile(
     r"context[_ ](?:length|window|size)|maximum context|too many tokens|prompt is too long|"
     r"exceeds? (?:the )?(?:model'?s? )?(?:context|maximum)|requested tokens .* exceed",
@@ -110,6 +116,7 @@ class ChatBackend(Backend):
         max_context_tokens: int | None = None,
         token_counter: Callable[[Sequence[BaseMessage]], int] | None = None,
         top_logprobs: int = 20,
+        max_tokens_in_body: bool = False,
         secrets: Sequence[str] = (),
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -125,6 +132,7 @@ class ChatBackend(Backend):
         self.max_context_tokens = max_context_tokens
         self._count = token_counter or model.get_num_tokens_from_messages
         self.top_logprobs = top_logprobs
+        self.max_tokens_in_body = max_tokens_in_body
         self._secrets = [s for s in secrets if s]
         self._sleep = sleep
         fields = set(type(model).model_fields)
@@ -148,6 +156,7 @@ class ChatBackend(Backend):
             "max_concurrency": self.max_concurrency,
             "retries": self.retries,
             "max_context_tokens": self.max_context_tokens,
+            "max_tokens_in_body": self.max_tokens_in_body,
         }
 
     # -- one call, with retries and context fitting --------------------------------------------
@@ -167,22 +176,31 @@ class ChatBackend(Backend):
             kw["top_p"] = s.top_p
         if "seed" in self._passes:
             kw["seed"] = int(s.seed)
-        if self._max_field:
-            kw[self._max_field] = s.max_new_tokens
+        self._limit(kw, s.max_new_tokens)
         return kw
+
+    def _limit(self, kw: dict[str, Any], n: int) -> None:
+        if self._max_field:
+            kw[self._max_field] = n
+        if self.max_tokens_in_body:
+            kw["extra_body"] = {**kw.get("extra_body", {}), "max_tokens": n}
 
     def _fits(self, messages: Sequence[BaseMessage], new_tokens: int) -> bool:
         if self.max_context_tokens is None:
             return True
         return self._count(messages) + new_tokens <= self.max_context_tokens
 
-    def _call(self, messages: Sequence[BaseMessage], kwargs: dict[str, Any], new_tokens: int) -> tuple[AIMessage, int]:
+    def _call(
+        self, messages: Sequence[BaseMessage], kwargs: dict[str, Any], new_tokens: int
+    ) -> tuple[AIMessage, int]:
         msgs, dropped = list(messages), 0
         while not self._fits(msgs, new_tokens):
             msgs, n = drop_oldest_exchange(msgs)
             if n == 0:
-                raise BackendError(f"{self._where()}: the protected prefix and question exceed "
-                                   f"max_context_tokens={self.max_context_tokens}")
+                raise BackendError(
+                    f"{self._where()}: the protected prefix and question exceed "
+                    f"max_context_tokens={self.max_context_tokens}"
+                )
             dropped += n
         attempt = 0
         while True:
@@ -191,42 +209,58 @@ class ChatBackend(Backend):
                 return reply, dropped
             except Exception as err:  # noqa: BLE001 - classified below, re-raised as BackendError
                 text = self._redact(f"{type(err).__name__}: {err}")
-                status = getattr(err, "status_code", None) or getattr(getattr(err, "response", None), "status_code", None)
+                status = getattr(err, "status_code", None) or getattr(
+                    getattr(err, "response", None), "status_code", None
+                )
                 if _CONTEXT_ERROR.search(str(err)):
                     msgs, n = drop_oldest_exchange(msgs)
                     if n == 0:
-                        raise BackendError(f"{self._where()}: context too long even with only the protected "
-                                           f"prefix and the question: {text}") from None
+                        raise BackendError(
+                            f"{self._where()}: context too long even with only the protected "
+                            f"prefix and the question: {text}"
+                        ) from None
                     dropped += n
                     continue
                 if status in _FATAL_STATUS or isinstance(err, (TypeError, ValueError, NotImplementedError)):
                     raise BackendError(f"{self._where()}: request failed (status {status}): {text}") from None
                 if attempt >= self.retries:
-                    raise BackendError(f"{self._where()}: failed after {attempt + 1} attempts: {text}") from None
+                    raise BackendError(
+                        f"{self._where()}: failed after {attempt + 1} attempts: {text}"
+                    ) from None
                 self._sleep(min(self.max_backoff_s, self.backoff_s * 2**attempt))
                 attempt += 1
 
-    def _batch(self, jobs: list[tuple[Sequence[BaseMessage], dict[str, Any], int]]) -> list[tuple[AIMessage, int]]:
+    def _batch(
+        self, jobs: list[tuple[Sequence[BaseMessage], dict[str, Any], int]]
+    ) -> list[tuple[AIMessage, int]]:
         runner = RunnableLambda(lambda job: self._call(*job))
         return runner.batch(jobs, config={"max_concurrency": self.max_concurrency})
 
     # -- the contract -------------------------------------------------------------------------
-    def generate(self, conversations: Sequence[Conversation], sampling: Sequence[Sampling]) -> list[Generation]:
+    def generate(
+        self, conversations: Sequence[Conversation], sampling: Sequence[Sampling]
+    ) -> list[Generation]:
         if len(conversations) != len(sampling):
             raise ValueError(f"{len(conversations)} conversations for {len(sampling)} sampling settings")
         if not self.supports_seed and any(s.temperature > 0 for s in sampling) and not self._warned_seed:
-            warnings.warn(f"{self._where()} takes no seed: sampled replies will not be reproducible", stacklevel=2)
+            warnings.warn(
+                f"{self._where()} takes no seed: sampled replies will not be reproducible", stacklevel=2
+            )
             self._warned_seed = True
-        jobs = [(list(c), self._kwargs(s), s.max_new_tokens) for c, s in zip(conversations, sampling, strict=True)]
+        jobs = [
+            (list(c), self._kwargs(s), s.max_new_tokens) for c, s in zip(conversations, sampling, strict=True)
+        ]
         out = []
         for reply, dropped in self._batch(jobs):
             usage = getattr(reply, "usage_metadata", None) or {}
-            out.append(Generation(
-                text=reply.text,
-                prompt_tokens=usage.get("input_tokens"),
-                completion_tokens=usage.get("output_tokens"),
-                dropped_messages=dropped,
-            ))
+            out.append(
+                Generation(
+                    text=reply.text,
+                    prompt_tokens=usage.get("input_tokens"),
+                    completion_tokens=usage.get("output_tokens"),
+                    dropped_messages=dropped,
+                )
+            )
         return out
 
     def choice_logprobs_with_drops(
@@ -234,11 +268,12 @@ class ChatBackend(Backend):
     ) -> list[tuple[dict[str, float | None], int]]:
         """choice_logprobs plus the number of messages dropped to fit each conversation."""
         if not self.supports_logprobs:
-            raise BackendError(f"{self._where()}: {type(self.model).__name__} exposes no token logprobs; "
-                               "use decision mode 'generate'")
+            raise BackendError(
+                f"{self._where()}: {type(self.model).__name__} exposes no token logprobs; "
+                "use decision mode 'generate'"
+            )
         kw: dict[str, Any] = {"logprobs": True, "top_logprobs": self.top_logprobs}
-        if self._max_field:
-            kw[self._max_field] = 1
+        self._limit(kw, 1)
         jobs = [(list(c), dict(kw), 1) for c in conversations]
         return [(letter_logprobs(reply, choices), dropped) for reply, dropped in self._batch(jobs)]
 

@@ -55,8 +55,15 @@ PROVIDER_KEYS = {
     "perplexity": "PPLX_API_KEY",
 }
 
-_CHAT_OPTS = ("max_concurrency", "retries", "backoff_s", "max_backoff_s", "max_context_tokens", "top_logprobs",
-              "token_counter")
+_CHAT_OPTS = (
+    "max_concurrency",
+    "retries",
+    "backoff_s",
+    "max_backoff_s",
+    "max_context_tokens",
+    "top_logprobs",
+    "token_counter",
+)
 
 
 class BackendSpecError(ValueError):
@@ -87,8 +94,12 @@ def _local(path_or_name: str, opts: dict[str, Any]) -> Backend:
         from agents.llm.local import LocalBackend
     except ModuleNotFoundError as err:
         if err.name in ("agents.llm.local", "agents.llm"):
-            raise BackendError("local backends need agents.llm.local, which is not installed in this tree") from None
-        raise BackendError(f'local backends need the "local" extra: pip install -e ".[local]" ({err})') from None
+            raise BackendError(
+                "local backends need agents.llm.local, which is not installed in this tree"
+            ) from None
+        raise BackendError(
+            f'local backends need the "local" extra: pip install -e ".[local]" ({err})'
+        ) from None
     return LocalBackend(path_or_name, **opts)
 
 
@@ -104,7 +115,9 @@ def _openai_compatible(spec: str, rest: str, opts: dict[str, Any]) -> Backend:
     query = dict(parse_qsl(parts.query))
     unknown = sorted(set(query) - {"dummy_key", "api_key_env"})
     if unknown:
-        raise BackendSpecError(f"backend {spec!r}: unknown URL options {unknown}; allowed: dummy_key, api_key_env")
+        raise BackendSpecError(
+            f"backend {spec!r}: unknown URL options {unknown}; allowed: dummy_key, api_key_env"
+        )
     base_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
     dummy = bool(opts.pop("dummy_key", False)) or query.get("dummy_key", "0").lower() in ("1", "true", "yes")
     env = opts.pop("api_key_env", None) or query.get("api_key_env") or "OPENAI_API_KEY"
@@ -116,6 +129,7 @@ def _openai_compatible(spec: str, rest: str, opts: dict[str, Any]) -> Backend:
     from langchain_openai import ChatOpenAI
 
     llm = ChatOpenAI(model=model, base_url=base_url, api_key=key, max_retries=0, timeout=timeout, **model_kw)
+    chat.setdefault("max_tokens_in_body", True)
     return ChatBackend(llm, model_id=f"{model}@{base_url}", url=base_url, secrets=[key], **chat)
 
 
@@ -146,7 +160,9 @@ def _fake(rest: str, opts: dict[str, Any]) -> Backend:
     replies = rest.split("|")
     chat, extra = _split_opts(opts)
     if extra:
-        raise BackendSpecError(f"backend 'fake:...': unknown options {sorted(extra)}; allowed: {list(_CHAT_OPTS)}")
+        raise BackendSpecError(
+            f"backend 'fake:...': unknown options {sorted(extra)}; allowed: {list(_CHAT_OPTS)}"
+        )
     chat.setdefault("max_concurrency", 1)
     return ChatBackend(FakeListChatModel(responses=replies), model_id=f"fake:{rest}", **chat)
 

@@ -53,7 +53,9 @@ _NEGATION = re.compile(r"(?:\bnot|n't|\bnever|\bno)\s+(?:\w+\s+){0,2}$", re.IGNO
 _BARE = re.compile(r"^[\(\[\"']*([A-Za-z])[\)\]\"']*[.:!]?$")
 _LEAD_MARKER = re.compile(r"^(?:" + _MARKER + r"|choose|pick|select)\s*" + _OPTION + _LETTER, re.IGNORECASE)
 # "Option C: 85, 68" counts; "Option A gives me more, but..." is a mention, not an answer.
-_LEAD_OPTION = re.compile(r"^(?:option|choice|letter)\s+" + _LETTER + r"(?=[.):,\]!]|\s+-\s|\s*$)", re.IGNORECASE)
+_LEAD_OPTION = re.compile(
+    r"^(?:option|choice|letter)\s+" + _LETTER + r"(?=[.):,\]!]|\s+-\s|\s*$)", re.IGNORECASE
+)
 # A reply that opens with the letter and a delimiter: "C.", "C) 85, 68", "(C) because", "C - fair".
 _LEAD_LETTER = re.compile(
     r"^[\(\[]?(?:(?P<up>[A-Z])|(?P<low>[a-z])(?=[\)\].:]))[\)\]]?(?P<delim>[.):\]!]|,|\s+-\s|\s*$)"
@@ -111,7 +113,7 @@ def parse_choice(text: str | None, letters: Iterable[str]) -> str | None:
         if _hedged(first_line[end:]):
             return None
         c = _letter(m)
-        later = _marked(t[m.end():])
+        later = _marked(t[m.end() :])
         if later is None or later - {c}:
             return None  # hedged or contradicted later ("B. Wait, actually my answer is D.")
         return ok(c)

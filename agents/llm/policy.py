@@ -124,16 +124,23 @@ class GoalPromptedPolicy(Agent):
         if max_reasks < 0:
             raise ValueError(f"max_reasks={max_reasks} must be >= 0")
         if chain_of_thought and mode != "generate":
-            raise ValueError("chain_of_thought=True needs mode='generate' (logprob mode reads the first token)")
-        for k, v in (("induction_tokens", induction_tokens), ("goal_tokens", goal_tokens),
-                     ("extractor_tokens", extractor_tokens)):
+            raise ValueError(
+                "chain_of_thought=True needs mode='generate' (logprob mode reads the first token)"
+            )
+        for k, v in (
+            ("induction_tokens", induction_tokens),
+            ("goal_tokens", goal_tokens),
+            ("extractor_tokens", extractor_tokens),
+        ):
             if v < 1:
                 raise ValueError(f"{k}={v} must be >= 1")
         load_prompt_set(prompt_set)  # fail early on an unknown id
         if isinstance(sampling, Mapping):
             unknown = sorted(set(sampling) - {"temperature", "top_p", "max_new_tokens", "seed"})
             if unknown:
-                raise ValueError(f"sampling keys {unknown} unknown; allowed: temperature, top_p, max_new_tokens")
+                raise ValueError(
+                    f"sampling keys {unknown} unknown; allowed: temperature, top_p, max_new_tokens"
+                )
             sampling = Sampling(**sampling)
         self.sampling = sampling or Sampling()
         if self.sampling.temperature < 0 or not 0 < self.sampling.top_p <= 1:
@@ -204,7 +211,9 @@ class GoalPromptedPolicy(Agent):
         fr = (fr,) if isinstance(fr, str) else tuple(fr)
         return render_context(ps, value_name=c.value, n_items=c.n_items, n_options=c.n_options, framings=fr)
 
-    def _ask(self, history: Sequence[BaseMessage], template: str, render: RenderContext, **extra: Any) -> list:
+    def _ask(
+        self, history: Sequence[BaseMessage], template: str, render: RenderContext, **extra: Any
+    ) -> list:
         """history + the template's human message (a LangChain ChatPromptTemplate) as a list."""
         value = _msg(template).invoke({"history": list(history), **render.variables, **extra})
         return value.to_messages()
@@ -259,9 +268,16 @@ class GoalPromptedPolicy(Agent):
             goal = goals[i]
             if goal is None:
                 goal = r.fill("no_goal" if c.value is not None else "no_value")
-            states.append(ChatState(messages=tuple(msgs[i]), render=r, goal=goal, seed=c.seed, value=c.value,
-                                    setup={**setup[i], "framings": list(r.framings),
-                                           "prompt_set": r.prompt_set.id}))
+            states.append(
+                ChatState(
+                    messages=tuple(msgs[i]),
+                    render=r,
+                    goal=goal,
+                    seed=c.seed,
+                    value=c.value,
+                    setup={**setup[i], "framings": list(r.framings), "prompt_set": r.prompt_set.id},
+                )
+            )
         return states
 
     # -- items ---------------------------------------------------------------------------------
@@ -272,8 +288,13 @@ class GoalPromptedPolicy(Agent):
         ordinals = r.prompt_set.ordinals
         if item >= len(ordinals):
             raise ValueError(f"prompt set {r.prompt_set.id!r} has no ordinal for item {item + 1}")
-        text = r.fill("item", ordinal=ordinals[item], item_number=str(item + 1),
-                      options=render_options(r, observation["payoffs"]), goal=state.goal)
+        text = r.fill(
+            "item",
+            ordinal=ordinals[item],
+            item_number=str(item + 1),
+            options=render_options(r, observation["payoffs"]),
+            goal=state.goal,
+        )
         if self.mode == "logprob":
             text += "\n" + r.fill("letter_only")
         elif self.chain_of_thought:
@@ -290,13 +311,17 @@ class GoalPromptedPolicy(Agent):
             raise ValueError(f"{len(observations)} observations for {len(states)} states")
         if not observations:
             return []
-        convs = [list(s.messages) + [HumanMessage(self.item_text(s, o))] 
-                 for o, s in zip(observations, states, strict=True)]
+        convs = [
+            list(s.messages) + [HumanMessage(self.item_text(s, o))]
+            for o, s in zip(observations, states, strict=True)
+        ]
         if self.mode == "generate":
             return self._act_generate(observations, states, convs)
         return self._act_logprob(observations, states, convs)
 
-    def _base_record(self, obs: Mapping[str, Any], state: ChatState, conv: Sequence[BaseMessage]) -> dict[str, Any]:
+    def _base_record(
+        self, obs: Mapping[str, Any], state: ChatState, conv: Sequence[BaseMessage]
+    ) -> dict[str, Any]:
         rec: dict[str, Any] = {
             "mode": self.mode,
             "item": int(np.asarray(obs["item"]).item()),
@@ -322,8 +347,13 @@ class GoalPromptedPolicy(Agent):
         return Decision(action, rec)
 
     # -- generate mode -----------------------------------------------------------------------
-    def _extract(self, jobs: list[tuple[int, str]], states: Sequence[ChatState], letters: list[str],
-                 step_attempt: list[tuple[int, int]]) -> dict[int, dict[str, Any]]:
+    def _extract(
+        self,
+        jobs: list[tuple[int, str]],
+        states: Sequence[ChatState],
+        letters: list[str],
+        step_attempt: list[tuple[int, int]],
+    ) -> dict[int, dict[str, Any]]:
         """Ask the extractor which letter each unparsed reply means; {job index: record}."""
         if self.extractor is None or not jobs:
             return {}
@@ -331,20 +361,40 @@ class GoalPromptedPolicy(Agent):
         for (i, reply), (step, attempt) in zip(jobs, step_attempt, strict=True):
             r = states[i].render
             r_letters = letters[i]
-            text = r.fill("extractor", reply=reply, letters=", ".join(r_letters),
-                          example_letter=r_letters[(len(r_letters) - 1) // 2])
+            text = r.fill(
+                "extractor",
+                reply=reply,
+                letters=", ".join(r_letters),
+                example_letter=r_letters[(len(r_letters) - 1) // 2],
+            )
             convs.append([HumanMessage(text)])
-            samp.append(self._sampling(call_seed(states[i].seed, "extractor", step, attempt),
-                                       self.extractor_tokens, self.extractor_temperature))
+            samp.append(
+                self._sampling(
+                    call_seed(states[i].seed, "extractor", step, attempt),
+                    self.extractor_tokens,
+                    self.extractor_temperature,
+                )
+            )
         gens = self.extractor.generate(convs, samp)
         out = {}
         for j, ((i, _), g, s, conv) in enumerate(zip(jobs, gens, samp, convs, strict=True)):
-            out[j] = {"extractor_prompt": conv[0].text, "extractor_reply": g.text, "extractor_seed": s.seed,
-                      "extractor_choice": parse_choice(g.text, letters[i])}
+            out[j] = {
+                "extractor_prompt": conv[0].text,
+                "extractor_reply": g.text,
+                "extractor_seed": s.seed,
+                "extractor_choice": parse_choice(g.text, letters[i]),
+            }
         return out
 
-    def _resolve(self, idx: list[int], replies: dict[int, str], states, letters, attempt: int,
-                 attempts: dict[int, list[dict[str, Any]]]) -> dict[int, tuple[str, str]]:
+    def _resolve(
+        self,
+        idx: list[int],
+        replies: dict[int, str],
+        states,
+        letters,
+        attempt: int,
+        attempts: dict[int, list[dict[str, Any]]],
+    ) -> dict[int, tuple[str, str]]:
         """Strict parse, then extractor, for the replies of episodes idx; {i: (letter, how)}."""
         found: dict[int, tuple[str, str]] = {}
         todo = []
@@ -355,8 +405,9 @@ class GoalPromptedPolicy(Agent):
                 found[i] = (c, "strict")
             else:
                 todo.append(i)
-        ext = self._extract([(i, replies[i]) for i in todo], states, letters,
-                            [(states[i].step, attempt) for i in todo])
+        ext = self._extract(
+            [(i, replies[i]) for i in todo], states, letters, [(states[i].step, attempt) for i in todo]
+        )
         for j, i in enumerate(todo):
             if j in ext:
                 attempts[i][-1].update(ext[j])
@@ -367,11 +418,14 @@ class GoalPromptedPolicy(Agent):
     def _act_generate(self, observations, states, convs) -> list[tuple[Decision, ChatState]]:
         n = len(states)
         letters = [letters_for(len(o["payoffs"])) for o in observations]
-        samp = [self._sampling(call_seed(s.seed, "item", s.step), self.sampling.max_new_tokens) for s in states]
+        samp = [
+            self._sampling(call_seed(s.seed, "item", s.step), self.sampling.max_new_tokens) for s in states
+        ]
         gens = self.backend.generate(convs, samp)
         first = {i: g.text for i, g in enumerate(gens)}
         attempts: dict[int, list[dict[str, Any]]] = {
-            i: [{"reply": gens[i].text, "seed": samp[i].seed, **_gen_meta(gens[i])}] for i in range(n)}
+            i: [{"reply": gens[i].text, "seed": samp[i].seed, **_gen_meta(gens[i])}] for i in range(n)
+        }
         found = self._resolve(list(range(n)), first, states, letters, 0, attempts)
         tails: dict[int, list[BaseMessage]] = {i: [AIMessage(first[i])] for i in range(n)}
         reasked: dict[int, int] = {}
@@ -383,8 +437,11 @@ class GoalPromptedPolicy(Agent):
             for i in pending:
                 reask = HumanMessage(states[i].render.fill("reask"))
                 rconvs.append(convs[i] + [AIMessage(first[i]), reask])
-                rsamp.append(self._sampling(call_seed(states[i].seed, "reask", states[i].step, k),
-                                            self.sampling.max_new_tokens))
+                rsamp.append(
+                    self._sampling(
+                        call_seed(states[i].seed, "reask", states[i].step, k), self.sampling.max_new_tokens
+                    )
+                )
             rgens = self.backend.generate(rconvs, rsamp)
             replies = {}
             for i, g, s, rc in zip(pending, rgens, rsamp, rconvs, strict=True):
@@ -433,8 +490,15 @@ class GoalPromptedPolicy(Agent):
         for i, (obs, st, conv) in enumerate(zip(observations, states, convs, strict=True)):
             lp, dropped = results[i]
             rec = self._base_record(obs, st, conv)
-            rec.update(_distribution(lp, letters[i], obs), method="logprob", reask_count=0, reply=None,
-                       attempts=[], dropped_messages=dropped, seed=None)
+            rec.update(
+                _distribution(lp, letters[i], obs),
+                method="logprob",
+                reask_count=0,
+                reply=None,
+                attempts=[],
+                dropped_messages=dropped,
+                seed=None,
+            )
             letter = rec.pop("_argmax")
             if letter is None:
                 rec["method"] = "invalid"
@@ -446,18 +510,29 @@ class GoalPromptedPolicy(Agent):
 
 
 def _gen_meta(g: Generation) -> dict[str, Any]:
-    return {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
-            "dropped_messages": g.dropped_messages}
+    return {
+        "prompt_tokens": g.prompt_tokens,
+        "completion_tokens": g.completion_tokens,
+        "dropped_messages": g.dropped_messages,
+    }
 
 
 def _distribution(lp: Mapping[str, float | None], letters: str, obs: Mapping[str, Any]) -> dict[str, Any]:
     """Renormalised choice probabilities, their mass, argmax and expected (canonical) allocation."""
     known = {c: float(v) for c, v in lp.items() if c in letters and v is not None and math.isfinite(v)}
-    rec: dict[str, Any] = {"logprobs": {c: lp.get(c) for c in letters}, "unseen_letters": [
-        c for c in letters if c not in known]}
+    rec: dict[str, Any] = {
+        "logprobs": {c: lp.get(c) for c in letters},
+        "unseen_letters": [c for c in letters if c not in known],
+    }
     if not known:
-        rec.update(probabilities=None, letter_mass=0.0, _argmax=None, expected_allocation=None,
-                   canonical_probabilities=None, invalid_reason="no option letter among the model's scored tokens")
+        rec.update(
+            probabilities=None,
+            letter_mass=0.0,
+            _argmax=None,
+            expected_allocation=None,
+            canonical_probabilities=None,
+            invalid_reason="no option letter among the model's scored tokens",
+        )
         return rec
     top = max(known.values())
     w = {c: math.exp(v - top) for c, v in known.items()}
