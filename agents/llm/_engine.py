@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.llm._kvstore import PrefixKVStore
+from agents.llm._kvstore import PrefixKVStore, block_digests
 
 __all__ = ["EngineStats", "PrefixCachingEngine", "RowSampling"]
 
@@ -187,6 +187,7 @@ class PrefixCachingEngine:
         self.pad_token_id = int(pad_token_id)
         self.stats = EngineStats()
         self._cache_kw = _cache_kwarg(model)
+        self._digests: dict[int, list[bytes]] = {}  # block digests of this call's rows, by id()
 
     # ------------------------------------------------------------------ public
     @property
@@ -283,8 +284,12 @@ class PrefixCachingEngine:
         A batch's cost is its buffer: (rows incl. duplicates) x (max reused + max new + max extra).
         """
         looked = []
+        self._digests: dict[int, list[bytes]] = {}
         for i, a in enumerate(seqs):
-            entry, n = self.store.longest_prefix(a, limit=len(a) - 1) if self.prefix_cache else (None, 0)
+            entry, n = None, 0
+            if self.prefix_cache:
+                self._digests[id(a)] = block_digests(a)
+                entry, n = self.store.longest_prefix(a, limit=len(a) - 1, digests=self._digests[id(a)])
             looked.append((i, entry, n))
         looked.sort(key=lambda t: (t[2], len(seqs[t[0]])))
         batch: list[tuple[int, Any, int]] = []
@@ -359,7 +364,7 @@ class PrefixCachingEngine:
         if nbytes > self.store.max_bytes:
             return
         kv = batch.buf[:, :, j].index_select(-2, cols)
-        self.store.put(tokens, kv, nbytes)
+        self.store.put(tokens, kv, nbytes, digests=self._digests.get(id(tokens)))
 
     def _generate_batch(
         self,

@@ -107,7 +107,9 @@ class PrefixKVStore:
                 if not keys:
                     del self._blocks[d]
 
-    def longest_prefix(self, tokens: np.ndarray, limit: int) -> tuple[KVEntry | None, int]:
+    def longest_prefix(
+        self, tokens: np.ndarray, limit: int, digests: list[bytes] | None = None
+    ) -> tuple[KVEntry | None, int]:
         """The entry sharing the longest prefix with `tokens` (at most `limit` tokens) and that length.
 
         The entry is marked used (LRU) and protected until `release()`.
@@ -116,7 +118,7 @@ class PrefixKVStore:
         best_n = 0
         if len(tokens) == 0 or limit <= 0:
             return None, 0
-        for key in self._candidates(tokens):
+        for key in self._candidates(tokens, digests):
             entry = self._entries[key]
             n = min(common_prefix_len(entry.tokens, tokens), limit)
             if n > best_n:
@@ -126,10 +128,13 @@ class PrefixKVStore:
             self._protected.add(best.key)
         return best, best_n
 
-    def put(self, tokens: np.ndarray, kv: Any, nbytes: int) -> bool:
-        """Store the cache of `tokens`; False when it was redundant or did not fit."""
+    def put(self, tokens: np.ndarray, kv: Any, nbytes: int, digests: list[bytes] | None = None) -> bool:
+        """Store the cache of `tokens`; False when it was redundant or did not fit.
+
+        `digests` (block_digests(tokens)) may be passed when already computed.
+        """
         superseded: list[int] = []
-        digests = block_digests(tokens)
+        digests = block_digests(tokens) if digests is None else digests
         # entries that could cover or be covered by `tokens` share its first blocks (or are shorter than one)
         related = {k for d in digests[:1] for k in self._blocks.get(d, ())}
         related |= {k for k, e in self._entries.items() if len(e.tokens) < BLOCK}
