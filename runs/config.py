@@ -54,6 +54,24 @@ class LLMSettings(_Strict):
         default_factory=dict, description="further GoalPromptedPolicy keyword arguments (e.g. max_reasks)"
     )
 
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
+        owned = {
+            "backend": "agents",
+            "mode": "llm.mode",
+            "sampling": "llm.temperature/top_p/max_new_tokens",
+            "prompt_set": "prompt_sets",
+            "framings": "framings",
+        }
+        bad = {k: owned[k] for k in v if k in owned}
+        if bad:
+            raise ValueError(
+                "set these with their own keys, not llm.options: "
+                + ", ".join(f"{k} -> {w}" for k, w in bad.items())
+            )
+        return v
+
 
 class Budget(_Strict):
     """Limits for API models, checked before each call (None: no limit)."""
@@ -78,6 +96,12 @@ class RunConfig(_Strict):
     orders: list[Literal["fixed", "reversed", "permuted"]] = Field(
         ["fixed"], min_length=1, description="option-order conditions (fixed = the paper's)"
     )
+    prompt_sets: list[str] = Field(
+        ["paper"], min_length=1, description="LLM prompt sets (scenarios/data/prompts: paper, paper-fr...)"
+    )
+    framings: list[str] = Field(
+        ["none"], min_length=1, description="LLM framings per episode: none, or framing ids joined by +"
+    )
     seed: int = Field(0, ge=0, description="base seed; episode seeds derive from it")
     llm: LLMSettings = Field(default_factory=LLMSettings)
     budget: Budget = Field(default_factory=Budget)
@@ -85,6 +109,11 @@ class RunConfig(_Strict):
         "shared", description="response cache: shared (.cache/responses.sqlite), run (in the run dir), off"
     )
     batch_size: int = Field(8, ge=1, description="episodes stepped together; a kill loses at most one batch")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads for local models (None: torch's default); 1 on a shared CPU",
+    )
     n_boot: int = Field(2000, ge=100, description="bootstrap resamples for intervals")
     ci_level: float = Field(0.95, gt=0.0, lt=1.0, description="interval level")
     convention: Literal["interval", "ideal"] = Field(
@@ -102,7 +131,34 @@ class RunConfig(_Strict):
             raise ValueError(f"unknown instrument(s) {bad}; allowed: {allowed}")
         return v
 
-    @field_validator("agents", "values", "instruments", "orders")
+    @field_validator("prompt_sets")
+    @classmethod
+    def _prompt_sets(cls, v: list[str]) -> list[str]:
+        from scenarios.prompts import prompt_set_ids
+
+        allowed = prompt_set_ids()
+        bad = [x for x in v if x not in allowed]
+        if bad:
+            raise ValueError(f"unknown prompt set(s) {bad}; allowed: {allowed}")
+        return v
+
+    @field_validator("framings")
+    @classmethod
+    def _framings(cls, v: list[str]) -> list[str]:
+        from scenarios.prompts import framing_ids
+
+        allowed = framing_ids()
+        for entry in v:
+            if entry == "none":
+                continue
+            bad = [x for x in entry.split("+") if x not in allowed]
+            if bad:
+                raise ValueError(
+                    f"framing {entry!r}: unknown id(s) {bad}; allowed: none, or ids joined by +: {allowed}"
+                )
+        return v
+
+    @field_validator("agents", "values", "instruments", "orders", "prompt_sets", "framings")
     @classmethod
     def _unique(cls, v: list) -> list:
         dup = sorted({x for x in v if v.count(x) > 1})
@@ -124,14 +180,19 @@ class RunConfig(_Strict):
         return {"on": [True], "off": [False], "both": [True, False]}[self.goal]
 
     def n_episodes(self) -> int:
-        return (
-            len(self.agents)
-            * len(self.values)
-            * len(self.goals())
-            * self.trials
-            * len(self.instruments)
-            * len(self.orders)
+        axes = (
+            self.agents,
+            self.values,
+            self.goals(),
+            self.instruments,
+            self.orders,
+            self.prompt_sets,
+            self.framings,
         )
+        n = self.trials
+        for axis in axes:
+            n *= len(axis)
+        return n
 
     def resume_view(self) -> dict[str, Any]:
         """The part of the config a resumed run must share with the manifest."""
@@ -143,6 +204,8 @@ class RunConfig(_Strict):
 #: cache, batch size, report settings) may change when a run is resumed.
 RESUME_KEYS = (
     "agents",
+    "prompt_sets",
+    "framings",
     "values",
     "goal",
     "trials",

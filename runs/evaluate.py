@@ -41,6 +41,11 @@ class EpisodeSpec:
     trial: int
     seed: int
     key: str
+    prompt_set: str = "paper"
+    framing: str = "none"
+
+    def framings(self) -> list[str]:
+        return [] if self.framing == "none" else self.framing.split("+")
 
 
 def episode_seed(base_seed: int, instrument: str, order: str, trial: int) -> int:
@@ -57,16 +62,37 @@ def plan(config: RunConfig) -> list[EpisodeSpec]:
             for instrument in config.instruments:
                 for order in config.orders:
                     seed = episode_seed(config.seed, instrument, order, trial)
-                    for value in config.values:
-                        for goal in config.goals():
-                            key = episode_key(
-                                agent, value, goal, order, instrument, config.items, trial, seed
-                            )
-                            out.append(
-                                EpisodeSpec(
-                                    agent, instrument, config.items, order, value, goal, trial, seed, key
-                                )
-                            )
+                    for ps in config.prompt_sets:
+                        for fr in config.framings:
+                            for value in config.values:
+                                for goal in config.goals():
+                                    key = episode_key(
+                                        agent,
+                                        value,
+                                        goal,
+                                        order,
+                                        instrument,
+                                        config.items,
+                                        trial,
+                                        seed,
+                                        ps,
+                                        fr,
+                                    )
+                                    out.append(
+                                        EpisodeSpec(
+                                            agent,
+                                            instrument,
+                                            config.items,
+                                            order,
+                                            value,
+                                            goal,
+                                            trial,
+                                            seed,
+                                            key,
+                                            ps,
+                                            fr,
+                                        )
+                                    )
     return out
 
 
@@ -130,6 +156,8 @@ def _records(spec: EpisodeSpec, result: Any) -> tuple[dict[str, Any], list[dict[
         "goal": spec.goal,
         "trial": spec.trial,
         "seed": spec.seed,
+        "prompt_set": spec.prompt_set,
+        "framing": spec.framing,
         "shown_orders": result.order,
         "choices": choices,
         "n_decisions": len(decisions),
@@ -232,7 +260,12 @@ def run(
                         seed=e.seed,
                         value=e.value,
                         goal_prompt=e.goal,
-                        extra={"trial": e.trial, "order": e.order},
+                        extra={
+                            "trial": e.trial,
+                            "order": e.order,
+                            "prompt_set": e.prompt_set,
+                            "framings": e.framings(),
+                        },
                     )
                     for e, env in zip(batch, envs_, strict=True)
                 ]
@@ -329,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", help="response cache: shared, run or off")
     p.add_argument("--batch-size", type=int, help="episodes stepped together")
     p.add_argument(
+        "--threads", type=int, help="torch CPU threads for local models (1 is fastest on a busy CPU)"
+    )
+    p.add_argument(
         "--scenario", metavar="ID", help="run a multi-agent scenario (runs.multi) instead of the grid"
     )
     p.add_argument("--name", help="run name: results/<name> (an existing run of that name is resumed)")
@@ -357,6 +393,7 @@ _FLAG_KEYS = {
     "max_tokens": "budget.max_tokens",
     "cache": "cache",
     "batch_size": "batch_size",
+    "threads": "threads",
     "scenario": "scenario",
     "name": "name",
     "results_dir": "results_dir",
@@ -431,6 +468,18 @@ def _llm_kwargs(config: RunConfig) -> dict[str, Any]:
     }
 
 
+def _set_threads(config: RunConfig) -> None:
+    """Apply `threads` to torch when a model agent will use it (a speed setting only: with 2 threads
+    on a CPU shared with other jobs, torch's spinning threads run many times slower than 1)."""
+    if config.threads is None or not any(a.startswith(("llm:", "rl:")) for a in config.agents):
+        return
+    try:
+        import torch
+    except ImportError:
+        return  # the agents that need torch say so themselves when they are built
+    torch.set_num_threads(config.threads)
+
+
 def _check_resume(store: RunStore, config: RunConfig) -> None:
     old = store.read_manifest().get("config", {})
     new = config.resume_view()
@@ -484,6 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"config: {source}\nplan: {_describe_plan(config)}\nrun directory: {run_dir}", file=sys.stderr)
     if args.dry_run:
         return EXIT_OK
+    _set_threads(config)
     try:
         cache_path = _cache_path(config, run_dir)
         llm = _llm_kwargs(config) if any(a.startswith("llm:") for a in config.agents) else None

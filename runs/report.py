@@ -26,7 +26,18 @@ from scoring.stats import cell_summary, distinct_indices, goal_effect, position_
 
 __all__ = ["main", "print_table", "rescore", "summarise", "write_reports"]
 
-CELL_KEYS = ("agent", "instrument", "value", "goal", "order")
+CELL_KEYS = ("agent", "instrument", "prompt_set", "framing", "value", "goal", "order")
+
+
+def _cell_key(ep: dict[str, Any]) -> tuple:
+    defaults = {"prompt_set": "paper", "framing": "none"}
+    return tuple(ep.get(k, defaults.get(k)) for k in CELL_KEYS)
+
+
+def _replace(key: tuple, field: str, value: Any) -> tuple:
+    k = list(key)
+    k[CELL_KEYS.index(field)] = value
+    return tuple(k)
 
 
 def rescore(episode: dict[str, Any]) -> dict[str, Any]:
@@ -88,25 +99,39 @@ def summarise(
         scored.append((ep, s))
     groups: dict[tuple, list] = defaultdict(list)
     for ep, s in scored:
-        groups[tuple(ep[k] for k in CELL_KEYS)].append((ep, s))
-    order_of = {k: i for i, k in enumerate(cfg.get("agents", []))}
-    vorder = {v: i for i, v in enumerate(cfg.get("values", []))}
-    oorder = {v: i for i, v in enumerate(cfg.get("orders", []))}
+        groups[_cell_key(ep)].append((ep, s))
+    rank = {
+        k: {v: i for i, v in enumerate(cfg.get(k, []))}
+        for k in ("agents", "prompt_sets", "framings", "values", "orders")
+    }
 
     def sort_key(k: tuple) -> tuple:
-        a, i, v, g, o = k
-        return (order_of.get(a, 99), a, i, vorder.get(v, 99), not g, oorder.get(o, 99), o)
+        a, i, ps, fr, v, g, o = k
+        return (
+            rank["agents"].get(a, 99),
+            a,
+            i,
+            rank["prompt_sets"].get(ps, 99),
+            ps,
+            rank["framings"].get(fr, 99),
+            fr,
+            rank["values"].get(v, 99),
+            not g,
+            rank["orders"].get(o, 99),
+            o,
+        )
 
     cells = []
+    by_key: dict[tuple, dict[str, Any]] = {}
     for key in sorted(groups, key=sort_key):
         members = sorted(groups[key], key=lambda x: x[0]["trial"])
         row = dict(zip(CELL_KEYS, key, strict=True))
         row.update(
             cell_summary(
                 [s for _, s in members],
-                key[2],
+                row["value"],
                 observation_keys=[_obs_key(ep) for ep, _ in members],
-                dedupe=bool(deterministic.get(key[0], False)),
+                dedupe=bool(deterministic.get(row["agent"], False)),
                 n_boot=n_boot,
                 level=level,
                 seed=stable_seed(base_seed, "cell", *key),
@@ -128,57 +153,38 @@ def summarise(
         row["expected_angle_mean"] = round(float(np.mean(expected)), 6) if expected else None
         row["n_expected_angle"] = len(expected)
         cells.append(row)
-
-    def angles_of(agent, inst, value, goal, order):
-        for c in cells:
-            if (c["agent"], c["instrument"], c["value"], c["goal"], c["order"]) == (
-                agent,
-                inst,
-                value,
-                goal,
-                order,
-            ):
-                return c
-        return None
+        by_key[key] = row
 
     effects, biases = [], []
-    for c in cells:
-        if c["goal"]:
-            off = angles_of(c["agent"], c["instrument"], c["value"], False, c["order"])
-            if off is not None:
-                e = goal_effect(
-                    _used_angles(c),
-                    _used_angles(off),
-                    c["value"],
-                    conv,
-                    n_boot=n_boot,
-                    level=level,
-                    seed=stable_seed(base_seed, "goal", c["agent"], c["instrument"], c["value"], c["order"]),
-                )
-                if e is not None:
-                    effects.append(
-                        {
-                            "agent": c["agent"],
-                            "instrument": c["instrument"],
-                            "value": c["value"],
-                            "order": c["order"],
-                            **e,
-                        }
-                    )
+    for key, c in by_key.items():
+        if not c["goal"]:
+            continue
+        off = by_key.get(_replace(key, "goal", False))
+        if off is None:
+            continue
+        e = goal_effect(
+            _used_angles(c),
+            _used_angles(off),
+            c["value"],
+            conv,
+            n_boot=n_boot,
+            level=level,
+            seed=stable_seed(base_seed, "goal", *key),
+        )
+        if e is not None:
+            effects.append({**{k: c[k] for k in CELL_KEYS if k != "goal"}, **e})
     seen = set()
-    for c in cells:
-        k = (c["agent"], c["instrument"], c["value"], c["goal"])
+    for key, c in by_key.items():
+        k = _replace(key, "order", None)
         if k in seen:
             continue
         seen.add(k)
         by_order = {
-            x["order"]: _used_angles(x)
-            for x in cells
-            if (x["agent"], x["instrument"], x["value"], x["goal"]) == k
+            x["order"]: _used_angles(x) for kk, x in by_key.items() if _replace(kk, "order", None) == k
         }
         b = position_bias(by_order, n_boot=n_boot, level=level, seed=stable_seed(base_seed, "order", *k))
         if b is not None:
-            biases.append({"agent": k[0], "instrument": k[1], "value": k[2], "goal": k[3], **b})
+            biases.append({**{f: c[f] for f in CELL_KEYS if f != "order"}, **b})
     overall = _overall(cells, conv)
     for c in cells:
         c.pop("_used", None)
@@ -200,24 +206,21 @@ def _used_angles(cell: dict[str, Any]) -> list[float]:
 
 
 def _overall(cells: list[dict[str, Any]], conv: str) -> list[dict[str, Any]]:
-    """Mean 0-60 rationality over values per (agent, instrument, goal, order)."""
+    """Mean 0-60 rationality over values per (agent, instrument, prompt set, framing, goal, order)."""
+    fields = [k for k in CELL_KEYS if k != "value"]
     groups: dict[tuple, list] = defaultdict(list)
     for c in cells:
-        groups[(c["agent"], c["instrument"], c["goal"], c["order"])].append(c)
+        groups[tuple(c[k] for k in fields)].append(c)
     out = []
-    for (a, i, g, o), cs in groups.items():
-        vals = [c.get(f"rationality_{conv}") for c in cs]
-        ok = [v for v in vals if v is not None]
+    for key, cs in groups.items():
+        ok = [c.get(f"rationality_{conv}") for c in cs if c.get(f"rationality_{conv}") is not None]
         hit_k = sum(c["hit"]["k"] for c in cs if c.get("hit"))
         hit_n = sum(c["hit"]["n"] for c in cs if c.get("hit"))
         inv_k = sum(c["invalid"]["k"] for c in cs)
         inv_n = sum(c["invalid"]["n"] for c in cs)
         out.append(
             {
-                "agent": a,
-                "instrument": i,
-                "goal": g,
-                "order": o,
+                **dict(zip(fields, key, strict=True)),
                 "n_values": len(cs),
                 "n_values_scored": len(ok),
                 f"mean_rationality_{conv}": round(sum(ok) / len(ok), 3) if ok else None,
@@ -228,11 +231,22 @@ def _overall(cells: list[dict[str, Any]], conv: str) -> list[dict[str, Any]]:
     return out
 
 
+def _framed(summary: dict[str, Any]) -> bool:
+    """Whether the tables need prompt-set and framing columns (anything but the paper's English set)."""
+    return any((c.get("prompt_set"), c.get("framing")) != ("paper", "none") for c in summary["cells"])
+
+
+def _pf(row: dict[str, Any], show: bool) -> list[str]:
+    return [row.get("prompt_set", "paper"), row.get("framing", "none")] if show else []
+
+
 # -- output files --------------------------------------------------------------------------------
 
 CSV_COLUMNS = (
     "agent",
     "instrument",
+    "prompt_set",
+    "framing",
     "value",
     "goal",
     "order",
@@ -315,9 +329,12 @@ def cell_table_rows(summary: dict[str, Any], compact: bool = False) -> tuple[lis
         c.get("answer_methods") and set(c["answer_methods"]) - {"random", "utility", "fixed"} for c in cells
     )
     expected = any(c.get("expected_angle_mean") is not None for c in cells)
+    show = _framed(summary)
+    pf_head = ["prompt set", "framing"] if show else []
     if compact:
         head = [
             "agent",
+            *pf_head,
             "value",
             "goal",
             "order",
@@ -331,6 +348,7 @@ def cell_table_rows(summary: dict[str, Any], compact: bool = False) -> tuple[lis
         rows = [
             [
                 _short(c["agent"]),
+                *_pf(c, show),
                 c["value"],
                 "on" if c["goal"] else "off",
                 c["order"],
@@ -347,6 +365,7 @@ def cell_table_rows(summary: dict[str, Any], compact: bool = False) -> tuple[lis
     head = [
         "agent",
         "instrument",
+        *pf_head,
         "value",
         "goal",
         "order",
@@ -367,6 +386,7 @@ def cell_table_rows(summary: dict[str, Any], compact: bool = False) -> tuple[lis
         row = [
             c["agent"],
             c["instrument"],
+            *_pf(c, show),
             c["value"],
             "on" if c["goal"] else "off",
             c["order"],
@@ -412,11 +432,14 @@ def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
         "",
         _md_table(*cell_table_rows(summary)),
     ]
+    show = _framed(summary)
+    pf_head = ["prompt set", "framing"] if show else []
     if summary["overall"]:
         out += ["", f"## Overall (mean rationality over values, {conv})", ""]
         head = [
             "agent",
             "instrument",
+            *pf_head,
             "goal",
             "order",
             "values scored",
@@ -428,6 +451,7 @@ def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
             [
                 o["agent"],
                 o["instrument"],
+                *_pf(o, show),
                 "on" if o["goal"] else "off",
                 o["order"],
                 f"{o['n_values_scored']}/{o['n_values']}",
@@ -443,6 +467,7 @@ def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
         head = [
             "agent",
             "instrument",
+            *pf_head,
             "value",
             "order",
             "n on/off",
@@ -455,6 +480,7 @@ def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
             [
                 e["agent"],
                 e["instrument"],
+                *_pf(e, show),
                 e["value"],
                 e["order"],
                 f"{e['n_on']}/{e['n_off']}",
@@ -471,6 +497,7 @@ def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
         head = [
             "agent",
             "instrument",
+            *pf_head,
             "value",
             "goal",
             "index",
@@ -485,6 +512,7 @@ def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
                 [
                     b["agent"],
                     b["instrument"],
+                    *_pf(b, show),
                     b["value"],
                     "on" if b["goal"] else "off",
                     _fmt(b["index"]),

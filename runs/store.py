@@ -71,10 +71,22 @@ class StoreError(RuntimeError):
 
 
 def episode_key(
-    agent: str, value: str | None, goal: bool, order: str, instrument: str, items: str, trial: int, seed: int
+    agent: str,
+    value: str | None,
+    goal: bool,
+    order: str,
+    instrument: str,
+    items: str,
+    trial: int,
+    seed: int,
+    prompt_set: str = "paper",
+    framing: str = "none",
 ) -> str:
     """Stable id of one episode of the grid (16 hex digits)."""
-    blob = json.dumps([agent, value, goal, order, instrument, items, trial, seed], separators=(",", ":"))
+    parts: list = [agent, value, goal, order, instrument, items, trial, seed]
+    if (prompt_set, framing) != ("paper", "none"):
+        parts += [prompt_set, framing]
+    blob = json.dumps(parts, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 

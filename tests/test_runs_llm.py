@@ -72,3 +72,59 @@ def test_budget_guard_stops_the_run_and_resume_finishes_it(tmp_path, monkeypatch
     assert len((run / EPISODES).read_text().splitlines()) == 4
     # the interrupted episode's calls were cached: the resumed session pays only for the rest
     assert _sessions(run)[1]["model_calls"] == 28 - 20 and _sessions(run)[1]["cache_hits"] == 6 + 1
+
+
+def test_prompt_sets_and_framings_are_grid_axes(tmp_path, monkeypatch):
+    monkeypatch.setenv("SVO_CACHE_DIR", str(tmp_path / "cache"))
+    run = tmp_path / "r"
+    argv = [
+        "--agents",
+        FAKE,
+        "--values",
+        "prosocial",
+        "--goal",
+        "off",
+        "--set",
+        "prompt_sets=[paper, paper-fr]",
+        "--set",
+        "framings=[none, collectivist]",
+    ]
+    assert _evaluate(run, *argv) == 0
+    episodes = [json.loads(x) for x in (run / EPISODES).read_text().splitlines()]
+    assert {(e["prompt_set"], e["framing"]) for e in episodes} == {
+        ("paper", "none"),
+        ("paper", "collectivist"),
+        ("paper-fr", "none"),
+        ("paper-fr", "collectivist"),
+    }
+    decisions = [json.loads(x) for x in (run / DECISIONS).read_text().splitlines() if '"step":0' in x]
+    by = {
+        (d["record"]["prompt_set"], tuple(d["record"]["framings"])): d["record"]["messages"]
+        for d in decisions
+    }
+    assert by[("paper", ())][0]["role"] == "human"
+    assert by[("paper", ("collectivist",))][0]["role"] == "system"
+    assert by[("paper-fr", ())][0]["content"] != by[("paper", ())][0]["content"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert len(summary["cells"]) == 4
+    assert "| prompt set | framing |" in (run / "summary.md").read_text()
+
+
+def test_policy_settings_have_one_home(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "--run-dir",
+                str(tmp_path / "r"),
+                "--agents",
+                FAKE,
+                "--set",
+                "llm.options={prompt_set: paper-fr}",
+            ]
+        )
+        == 2
+    )
+    assert "prompt_set -> prompt_sets" in capsys.readouterr().err
+    assert main(["--run-dir", str(tmp_path / "r"), "--agents", FAKE, "--set", "framings=[nope]"]) == 2
+    assert "unknown id(s) ['nope']" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
