@@ -448,13 +448,14 @@ def _sample(logits: torch.Tensor, temps: torch.Tensor, top_ps: torch.Tensor, u: 
     greedy = logits.argmax(dim=-1)
     if bool((temps <= 0).all()):
         return greedy
-    t = torch.where(temps > 0, temps, torch.ones_like(temps))
-    probs = torch.softmax(logits / t[:, None], dim=-1)
+    t = torch.where(temps > 0, temps, torch.ones_like(temps)).double()
+    # float64 so that the CDF's own rounding does not move draws between batch layouts
+    probs = torch.softmax(logits.double() / t[:, None], dim=-1)
     sp, si = torch.sort(probs, dim=-1, descending=True, stable=True)
     before = torch.cumsum(sp, dim=-1) - sp  # mass of strictly more likely tokens
     sp = torch.where(before < top_ps[:, None], sp, torch.zeros_like(sp))
     cdf = torch.cumsum(sp, dim=-1)
-    target = (u * cdf[:, -1])[:, None]
+    target = (u.double() * cdf[:, -1])[:, None]
     pick = torch.searchsorted(cdf, target, right=True).clamp(max=sp.shape[-1] - 1)
     sampled = si.gather(-1, pick).squeeze(-1)
     return torch.where(temps > 0, sampled, greedy)
