@@ -552,7 +552,11 @@ def _arcs(arcs: Any) -> str:
 def _short(reason: str | None) -> str:
     if not reason:
         return ""
-    return "options on one line: side only" if "one direction" in reason else reason.split(":")[0]
+    if "one direction" in reason:
+        return "options on one line: side only"
+    if "interval is" in reason:
+        return "flat: " + reason.split("(")[0].replace("the 95% interval is ", "95% interval ").strip()
+    return reason.split(":")[0]
 
 
 def _dilemma_row(label: str, angle: float, learner: str, res: dict, secs: float) -> dict[str, Any]:
