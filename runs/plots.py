@@ -52,12 +52,12 @@ def radar_plot(summary: dict[str, Any], path: Path, convention: str | None = Non
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(
-        rows, cols, subplot_kw={"projection": "polar"}, figsize=(4.2 * cols, 4.4 * rows), squeeze=False
+        rows, cols, subplot_kw={"projection": "polar"}, figsize=(5.4 * cols, 5.8 * rows), squeeze=False
     )
     theta = np.linspace(0, 2 * np.pi, len(values), endpoint=False)
     for ax, agent in zip(axes.flat, agents, strict=False):
         mine = [c for c in cells if c["agent"] == agent]
-        for goal in (True, False):
+        for goal in (False, True):  # "with" drawn last, thinner, so coinciding lines both show
             for order in dict.fromkeys(c["order"] for c in mine):
                 by_value = {
                     c["value"]: c[f"rationality_{conv}"]
@@ -70,14 +70,25 @@ def radar_plot(summary: dict[str, Any], path: Path, convention: str | None = Non
                 colour, label = _GOAL_STYLE[goal]
                 label = label if len({c["order"] for c in mine}) == 1 else f"{label}, {order}"
                 tt, rr = np.append(theta, theta[0]), np.append(r, r[0])
-                ax.plot(tt, rr, color=colour, ls=_ORDER_LS.get(order, "-"), marker="o", label=label)
+                ax.plot(
+                    tt,
+                    rr,
+                    color=colour,
+                    ls=_ORDER_LS.get(order, "-"),
+                    marker="o" if goal else "s",
+                    lw=1.5 if goal else 3.5,
+                    ms=5 if goal else 8,
+                    alpha=1.0 if goal else 0.7,
+                    label=label,
+                )
                 ax.fill(tt, np.nan_to_num(rr), color=colour, alpha=0.12)
         ax.set_xticks(theta)
         ax.set_xticklabels(values)
+        ax.tick_params(axis="x", pad=12)
         ax.set_ylim(0, 60)
         ax.set_yticks([0, 15, 30, 45, 60])
         ax.set_title(agent, pad=18, fontsize=10)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), fontsize=8, frameon=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=8, frameon=False)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     fig.suptitle(f"Value rationality (0-60, {conv} convention), slider", fontsize=11)

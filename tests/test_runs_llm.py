@@ -128,3 +128,28 @@ def test_policy_settings_have_one_home(tmp_path, capsys):
     assert main(["--run-dir", str(tmp_path / "r"), "--agents", FAKE, "--set", "framings=[nope]"]) == 2
     assert "unknown id(s) ['nope']" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_default_protocol_on_the_embedded_model(tmp_path, monkeypatch):
+    """The default preset's chain on the real embedded model, cut to one value: records, evidence,
+    and a repeated run answered wholly from the cache."""
+    pytest.importorskip("torch")
+    monkeypatch.setenv("SVO_CACHE_DIR", str(tmp_path / "cache"))
+    argv = ["--preset", "default", "--values", "prosocial", "--no-progress"]
+    assert main(["--run-dir", str(tmp_path / "a"), *argv]) == 0
+    (s1,) = _sessions(tmp_path / "a")
+    assert s1["new_episodes"] == 2 and s1["model_calls"] == 1 + 1 + 12  # shared induction, goal, 2 x 6 items
+    decisions = [json.loads(x) for x in (tmp_path / "a" / DECISIONS).read_text().splitlines()]
+    assert len(decisions) == 12
+    for d in decisions:
+        rec = d["record"]
+        assert rec["mode"] == "logprob" and rec["method"] in ("logprob", "invalid")
+        if d["valid"]:
+            assert abs(sum(rec["probabilities"].values()) - 1.0) < 1e-6
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["agents"]["llm:embedded"]["model_id"].startswith("local:")
+    assert main(["--run-dir", str(tmp_path / "b"), *argv]) == 0
+    (s2,) = _sessions(tmp_path / "b")
+    assert s2["model_calls"] == 0
+    assert (tmp_path / "a" / DECISIONS).read_bytes() == (tmp_path / "b" / DECISIONS).read_bytes()
