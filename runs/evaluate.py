@@ -496,6 +496,8 @@ def _err(msg: str) -> None:
 
 
 def _describe_plan(config: RunConfig) -> str:
+    if config.scenario:
+        return f"multi-agent scenario {config.scenario!r} with agents {config.agents}, seed {config.seed}"
     return (
         f"{len(config.agents)} agent(s) {config.agents} x {len(config.values)} values x goal {config.goal} x "
         f"{config.trials} trial(s) x {config.instruments} x orders {config.orders} = {config.n_episodes()} episodes"
@@ -643,7 +645,20 @@ def _run_scenario(config: RunConfig, run_dir: Path, built: Mapping[str, BuiltAge
     except ImportError as err:
         _err(f"--scenario {config.scenario}: multi-agent scenarios need runs.multi.evaluate_scenario: {err}")
         return EXIT_USAGE
-    run_dir.mkdir(parents=True, exist_ok=True)
+    existed = run_dir.exists()
+    try:
+        result = evaluate_scenario(
+            config.scenario,
+            {s: b.agent for s, b in built.items()},
+            run_dir,
+            config.seed,
+            config.model_dump(mode="json"),
+        )
+    except ValueError as err:  # unknown scenario id or options (ScenarioError is a ValueError)
+        if not existed and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        _err(f"--scenario {config.scenario}: {err}")
+        return EXIT_USAGE
     store = RunStore(run_dir)
     if not store.exists():
         store.write_manifest(
@@ -654,13 +669,6 @@ def _run_scenario(config: RunConfig, run_dir: Path, built: Mapping[str, BuiltAge
                 "agents": {s: b.describe() for s, b in built.items()},
             }
         )
-    result = evaluate_scenario(
-        config.scenario,
-        {s: b.agent for s, b in built.items()},
-        run_dir,
-        config.seed,
-        config.model_dump(mode="json"),
-    )
     (run_dir / "scenario_summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(json.dumps(result, indent=2, default=str))
     return EXIT_OK

@@ -325,3 +325,10 @@ def test_scenario_hook_dispatches_to_runs_multi(tmp_path, monkeypatch, capsys):
     assert _evaluate(tmp_path / "s", "--agents", "scripted:random", "--scenario", "pd") == 2
     assert "runs.multi.evaluate_scenario" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_unknown_scenario_exits_2_and_writes_nothing(tmp_path, capsys):
+    pytest.importorskip("runs.multi")
+    assert _evaluate(tmp_path / "r", "--agents", "scripted:random", "--scenario", "nope") == 2
+    assert "unknown dilemma scenario 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
