@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from langchain_core.language_models.chat_models import SimpleChatModel
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 import envs  # noqa: F401  (registers the ids)
@@ -654,7 +654,8 @@ def test_provider_spec_goes_through_init_chat_model(monkeypatch):
 
 def test_unseeded_model_warns_once():
     with pytest.warns(UserWarning, match="takes no seed"):
-        make_backend("fake:a").generate([[HumanMessage("x")]], [Sampling(temperature=1.0)])
+        ChatBackend(FakeListChatModel(responses=["a"])).generate([[HumanMessage("x")]], [Sampling(temperature=1.0)])
+    assert make_backend("fake:a").describe()["reproducible"]  # scripted: deterministic without a seed
 
 
 def test_fake_spec_scripts_replies():

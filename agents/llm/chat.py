@@ -117,6 +117,7 @@ class ChatBackend(Backend):
         token_counter: Callable[[Sequence[BaseMessage]], int] | None = None,
         top_logprobs: int = 20,
         max_tokens_in_body: bool = False,
+        reproducible: bool | None = None,
         secrets: Sequence[str] = (),
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -141,6 +142,8 @@ class ChatBackend(Backend):
         if self._max_field:
             self._passes.append(self._max_field)
         self.supports_seed = "seed" in fields
+        #: whether a rerun gives the same replies: a seeded model, or one declared deterministic (a fake)
+        self.reproducible = self.supports_seed if reproducible is None else reproducible
         self.supports_logprobs = {"logprobs", "top_logprobs"} <= fields
         self._warned_seed = False
 
@@ -152,6 +155,7 @@ class ChatBackend(Backend):
             "url": self.url,
             "passes": list(self._passes),
             "seeded": self.supports_seed,
+            "reproducible": self.reproducible,
             "logprobs": self.supports_logprobs,
             "max_concurrency": self.max_concurrency,
             "retries": self.retries,
@@ -242,7 +246,7 @@ class ChatBackend(Backend):
     ) -> list[Generation]:
         if len(conversations) != len(sampling):
             raise ValueError(f"{len(conversations)} conversations for {len(sampling)} sampling settings")
-        if not self.supports_seed and any(s.temperature > 0 for s in sampling) and not self._warned_seed:
+        if not self.reproducible and any(s.temperature > 0 for s in sampling) and not self._warned_seed:
             warnings.warn(
                 f"{self._where()} takes no seed: sampled replies will not be reproducible", stacklevel=2
             )
