@@ -563,6 +563,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     def _term(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt
 
+    try:
+        store.lock()
+    except StoreError as err:
+        _err(str(err))
+        return EXIT_USAGE
     signal.signal(signal.SIGTERM, _term)
     if not resuming:
         store.write_manifest(

@@ -238,6 +238,19 @@ class RunStore:
             os.fsync(f.fileno())
         os.replace(tmp, self.manifest_path)
 
+    def lock(self) -> None:
+        """Hold an exclusive lock on the run directory until the process exits (two runners
+        appending to one directory would interleave their records)."""
+        import fcntl
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lockf = (self.dir / ".lock").open("w")
+        try:
+            fcntl.flock(self._lockf.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lockf.close()
+            raise StoreError(f"{self.dir}: another run is writing to this directory") from None
+
     # -- records ----------------------------------------------------------------------------
     def completed(self) -> dict[str, dict[str, Any]]:
         """Finished episodes by key."""

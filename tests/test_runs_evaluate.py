@@ -332,3 +332,13 @@ def test_unknown_scenario_exits_2_and_writes_nothing(tmp_path, capsys):
     assert _evaluate(tmp_path / "r", "--agents", "scripted:random", "--scenario", "nope") == 2
     assert "unknown dilemma scenario 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_two_runners_cannot_share_a_run_directory(tmp_path, capsys):
+    run = tmp_path / "r"
+    proc = _cli(run, *GRID)
+    _wait_for_lines(run / EPISODES, 5, proc)
+    assert _evaluate(run, *GRID) == 2
+    assert "another run is writing" in capsys.readouterr().err
+    assert proc.wait(timeout=120) == 0
+    assert len(RunStore(run).episodes()) == 640
