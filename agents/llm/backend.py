@@ -15,8 +15,9 @@ included). Every call is deterministic given `Sampling.seed` per conversation.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from langchain_core.messages import BaseMessage
 
