@@ -510,7 +510,7 @@ def _describe_plan(config: RunConfig) -> str:
 
 
 DEFAULT_NOTE = (
-    "No config given: running the default preset (runs/configs/default.yaml): the paper's protocol on the "
+    "No config file or preset given: running the default preset (runs/configs/default.yaml): the paper's protocol on the "
     "embedded SmolLM2-135M, 4 values x goal on/off x 1 trial, fixed option order, logprob answers; about "
     "1.5 minutes and 2.5 GB of memory on 2 CPU cores (measured). --paper runs the paper's full settings; "
     "--orders fixed reversed adds the position-bias check."
@@ -532,7 +532,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, StoreError) as err:
         _err(str(err))
         return EXIT_USAGE
-    if not argv:
+    plain = set(_overrides(args)) <= {"name", "results_dir", "cache", "batch_size", "threads"}
+    if plain and not (args.config or args.paper or args.preset or args.resume):
         print(DEFAULT_NOTE, file=sys.stderr)
     print(f"config: {source}\nplan: {_describe_plan(config)}\nrun directory: {run_dir}", file=sys.stderr)
     if args.dry_run:
