@@ -200,8 +200,9 @@ class RunConfig(_Strict):
         return {k: d[k] for k in RESUME_KEYS}
 
 
-#: Keys that define the episodes and how agents act; the others (where results go, budget,
-#: cache, batch size, report settings) may change when a run is resumed.
+#: Keys that define the episodes and how agents act (threads included: another thread count
+#: changes float rounding, hence sampled text); the others (where results go, budget, cache,
+#: batch size, report settings) may change when a run is resumed.
 RESUME_KEYS = (
     "agents",
     "prompt_sets",
@@ -214,6 +215,7 @@ RESUME_KEYS = (
     "orders",
     "seed",
     "llm",
+    "threads",
     "scenario",
     "scenario_options",
 )
