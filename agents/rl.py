@@ -40,7 +40,7 @@ import numpy as np
 from gymnasium import spaces
 
 from agents.base import Agent, Decision, EpisodeContext
-from scenarios import VALUE_NAMES
+from scenarios import VALUE_NAMES, load_values
 
 __all__ = [
     "ALGOS",
@@ -61,12 +61,8 @@ __all__ = [
 ]
 
 #: Utility angle (degrees) of each value's motive: u = cos(t) * self + sin(t) * other.
-MOTIVE_ANGLES: dict[str, float] = {
-    "altruistic": 90.0,
-    "prosocial": 45.0,
-    "individualistic": 0.0,
-    "competitive": -45.0,
-}
+#: The data lives in scenarios/data/values.yaml (`motive_angle`); SVOEnv(target_value=v) uses it too.
+MOTIVE_ANGLES: dict[str, float] = {name: v.motive_angle for name, v in load_values().items()}
 
 #: Stable-Baselines3 algorithms runs.train offers (name -> class name in stable_baselines3).
 ALGOS = {"ppo": "PPO", "dqn": "DQN", "a2c": "A2C"}
@@ -86,7 +82,7 @@ def _sb3():
 
 def reward_angle(value: str, convention: str = "motive") -> float:
     """The utility angle that rewards `value`: its motive ("motive", default) or its ideal-type
-    slider angle ("ideal", the angle SVOEnv's target_value uses)."""
+    slider angle ("ideal", for comparison: its maximiser misses two categories)."""
     if value not in VALUE_NAMES:
         raise ValueError(f"unknown value {value!r}; allowed: {list(VALUE_NAMES)}")
     if convention == "motive":

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from scenarios import VALUE_NAMES, Instrument, load_instrument
+from scenarios import VALUE_NAMES, Instrument, load_instrument, load_values
 
 __all__ = ["NO_ANSWER", "SVOEnv"]
 
@@ -44,7 +44,9 @@ class SVOEnv(gym.Env):
 
     ## Rewards
     reward="self" (default): the agent's own payoff. reward="utility": cos(t) * self + sin(t) *
-    other for target angle t (degrees, `target_angle`, or the ideal angle of `target_value`).
+    other for target angle t (degrees): `target_angle`, or the motive angle of `target_value`
+    (scenarios/data/values.yaml: altruistic 90, prosocial 45, individualistic 0, competitive -45;
+    a maximiser of it lands in the value's slider category).
 
     ## Episode end
     Terminates after the last item. No truncation.
@@ -116,10 +118,7 @@ class SVOEnv(gym.Env):
         if value is not None:
             if value not in VALUE_NAMES:
                 raise ValueError(f"target_value={value!r}; allowed: {list(VALUE_NAMES)}")
-            from scoring.svo import ideal_type_angle
-
-            slider = load_instrument("slider").subset("primary")
-            return ideal_type_angle(slider, value)
+            return load_values()[value].motive_angle
         return float(angle)
 
     @property

@@ -124,6 +124,7 @@ class Value(_Frozen):
     utility: Utility
     tie_break: Utility
     interval: tuple[float | None, float | None]
+    motive_angle: float = Field(ge=-180, le=180)
 
     def bounds(self) -> tuple[float, float]:
         lo, hi = self.interval

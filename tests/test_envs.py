@@ -91,6 +91,16 @@ def test_bad_arguments_name_what_is_allowed():
         env.step(9)
 
 
+@pytest.mark.parametrize("value", VALUES)
+def test_target_value_reward_is_maximised_inside_the_values_category(value):
+    """The reward for a value uses its motive angle; the greedy maximiser of that reward lands in
+    the value's slider category (the ideal-type angle would not for altruistic/competitive)."""
+    env = SVOEnv(reward="utility", target_value=value)
+    ctx = [EpisodeContext("slider", 6, 9, seed=0, value=value)]
+    (res,) = run_episodes(IdealTypeAgent(angle=env.target_angle), [env], ctx)
+    assert res.score["category"] == value
+
+
 def test_utility_reward_uses_target_angle():
     env = SVOEnv(reward="utility", target_angle=90.0)
     env.reset(seed=0)
