@@ -105,6 +105,8 @@ def is_deterministic(spec: str, temperature: float) -> bool:
         return spec != "scripted:random"
     if spec.startswith("llm:"):
         return temperature == 0.0
+    if spec.startswith("rl:"):
+        return True  # PolicyAgent acts greedily (argmax), so identical inputs give identical actions
     return False
 
 

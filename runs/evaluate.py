@@ -509,11 +509,22 @@ def _describe_plan(config: RunConfig) -> str:
     )
 
 
+def _check_policy_spaces(config: RunConfig, built: dict[str, BuiltAgent]) -> None:
+    """Refuse, before anything is written, a trained policy whose spaces don't fit an instrument."""
+    from envs.svo import SVOEnv
+
+    for spec, b in built.items():
+        check = getattr(b.agent, "check_env", None)
+        if spec.startswith("rl:") and check is not None:
+            for instrument in config.instruments:
+                check(SVOEnv(instrument=instrument, items=config.items))
+
+
 DEFAULT_NOTE = (
     "No config file or preset given: running the default preset (runs/configs/default.yaml): the paper's protocol on the "
-    "embedded SmolLM2-135M, 4 values x goal on/off x 1 trial, fixed option order, logprob answers; about "
-    "1.5 minutes and 2.5 GB of memory on 2 CPU cores (measured). --paper runs the paper's full settings; "
-    "--orders fixed reversed adds the position-bias check."
+    "embedded SmolLM2-135M, 4 values x goal on/off x 1 trial, in the paper's fixed option order and "
+    "reversed (the position-bias check), logprob answers; about 3 minutes and under 2 GB of memory on "
+    "2 CPU cores (measured). --paper runs the paper's full settings (10 trials, fixed order, free text)."
 )
 
 
@@ -546,6 +557,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             s: build_agent(s, llm=llm, cache_path=cache_path, budget=config.budget.model_dump())
             for s in config.agents
         }
+        if not config.scenario:
+            _check_policy_spaces(config, built)
     except (AgentSpecError, ConfigError) as err:
         _err(str(err))
         return EXIT_USAGE

@@ -149,3 +149,17 @@ def test_independent_learners_cooperate_only_when_the_reward_values_the_partner(
         assert set(curves) == {"player_0", "player_1"} and all(curves.values())
         coop[angle] = _play("prisoners_dilemma_repeated", models, 2, 0, sample=False)["cooperation"]
     assert coop[45.0] >= 0.9 and coop[-45.0] <= 0.1, coop
+
+
+def test_evaluate_rejects_a_policy_for_other_spaces_before_writing(tmp_path, torch_one_thread, capsys):
+    from runs.evaluate import main
+
+    model = make_model("ppo", SVOEnv(reward="utility", target_angle=45.0), seed=0)
+    zp = _save(model, tmp_path / "prosocial.zip", value="prosocial", siblings={"prosocial": "prosocial.zip"})
+    run = tmp_path / "run"
+    args = ["--run-dir", str(run), "--no-progress", "--cache", "off", "--agents", f"rl:{zp}"]
+    rc = main([*args, "--values", "prosocial", "--goal", "off", "--instruments", "triple_dominance"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "Discrete(9)" in err and "Discrete(3)" in err
+    assert not run.exists() or not any(run.iterdir())
