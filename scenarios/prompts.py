@@ -46,8 +46,17 @@ PROMPT_DIR = DATA_DIR / "prompts"
 FRAMINGS_FILE = PROMPT_DIR / "personas.yaml"
 
 #: Variables every template may use (framing variables are added per prompt set: `variables`).
-_COMMON = {"value", "value_name", "n_items", "n_options", "first_letter", "last_letter", "letters",
-           "letters_quoted", "example_letter"}
+_COMMON = {
+    "value",
+    "value_name",
+    "n_items",
+    "n_options",
+    "first_letter",
+    "last_letter",
+    "letters",
+    "letters_quoted",
+    "example_letter",
+}
 TEMPLATE_FIELDS: dict[str, set[str]] = {
     "induction": _COMMON,
     "role": _COMMON,
@@ -99,7 +108,9 @@ class PromptSet(_Frozen):
     @model_validator(mode="after")
     def _check(self) -> PromptSet:
         if self.value_names is not None and sorted(self.value_names) != sorted(VALUE_NAMES):
-            raise ValueError(f"value_names must name exactly {list(VALUE_NAMES)}, got {sorted(self.value_names)}")
+            raise ValueError(
+                f"value_names must name exactly {list(VALUE_NAMES)}, got {sorted(self.value_names)}"
+            )
         if self.value_names is None and self.language != "en":
             raise ValueError("value_names is required for a non-English prompt set")
         for name, allowed in TEMPLATE_FIELDS.items():
@@ -179,8 +190,10 @@ def load_framings() -> dict[str, Framing]:
     for k, f in enumerate(data.framings):
         extra = sorted(f.languages() - langs)
         if extra:
-            raise ScenarioError(f"{FRAMINGS_FILE}: field framings[{k}] ({f.id}): languages {extra} have no "
-                                f"prompt set; known: {sorted(langs)}")
+            raise ScenarioError(
+                f"{FRAMINGS_FILE}: field framings[{k}] ({f.id}): languages {extra} have no "
+                f"prompt set; known: {sorted(langs)}"
+            )
         for lang, overrides in f.variables.items():
             for s in (s for s in sets if s.language == lang):
                 bad = sorted(set(overrides) - set(s.variables))
@@ -244,7 +257,9 @@ def render_context(
     for fid in framings:
         f = load_framing(fid)
         if f.kind in kinds:
-            raise ScenarioError(f"framings {kinds[f.kind]!r} and {fid!r} are both of kind {f.kind!r}; pick one")
+            raise ScenarioError(
+                f"framings {kinds[f.kind]!r} and {fid!r} are both of kind {f.kind!r}; pick one"
+            )
         kinds[f.kind] = fid
         if ps.language not in f.languages():
             raise ScenarioError(
@@ -266,8 +281,9 @@ def render_context(
         letters_quoted=", ".join(f"'{c}'" for c in letters),
         example_letter=letters[(n_options - 1) // 2],
     )
-    return RenderContext(prompt_set=ps, variables=variables, system=tuple(system), scale=scale,
-                         framings=tuple(framings))
+    return RenderContext(
+        prompt_set=ps, variables=variables, system=tuple(system), scale=scale, framings=tuple(framings)
+    )
 
 
 def _num(x: float) -> str:
@@ -278,8 +294,11 @@ def render_options(ctx: RenderContext, payoffs: Any) -> str:
     """One line per shown option, lettered A.. in the shown order; amounts scaled by the stakes."""
     lines = []
     for k, (s, o) in enumerate(payoffs):
-        lines.append(ctx.prompt_set.option_line.format(
-            letter=LETTERS[k], self=_num(s * ctx.scale), other_amount=_num(o * ctx.scale)))
+        lines.append(
+            ctx.prompt_set.option_line.format(
+                letter=LETTERS[k], self=_num(s * ctx.scale), other_amount=_num(o * ctx.scale)
+            )
+        )
     return "\n".join(lines)
 
 

@@ -27,9 +27,19 @@ def backend():
 
 
 def _run(backend, mode: str, goal: bool, max_reasks: int = 0):
-    policy = GoalPromptedPolicy(backend=backend, mode=mode, induction_tokens=24, goal_tokens=16,
-                                max_reasks=max_reasks, extractor_tokens=3, sampling={"max_new_tokens": 6})
-    ctxs = [EpisodeContext("slider", 6, 9, seed=100 + k, value=v, goal_prompt=goal) for k, v in enumerate(VALUE_NAMES)]
+    policy = GoalPromptedPolicy(
+        backend=backend,
+        mode=mode,
+        induction_tokens=24,
+        goal_tokens=16,
+        max_reasks=max_reasks,
+        extractor_tokens=3,
+        sampling={"max_new_tokens": 6},
+    )
+    ctxs = [
+        EpisodeContext("slider", 6, 9, seed=100 + k, value=v, goal_prompt=goal)
+        for k, v in enumerate(VALUE_NAMES)
+    ]
     return policy, run_episodes(policy, [gym.make("SVO/Slider-v0").unwrapped for _ in ctxs], ctxs)
 
 
@@ -54,7 +64,9 @@ def test_generate_mode_all_values(backend):
         for d in res.decisions:
             assert d.record["method"] in ("strict", "extractor", "invalid")
             if d.record["method"] != "strict":
-                assert d.record["attempts"][0]["extractor_prompt"].startswith("Only based on the robot answer")
+                assert d.record["attempts"][0]["extractor_prompt"].startswith(
+                    "Only based on the robot answer"
+                )
     assert policy.describe()["model"]["model_id"] == backend.model_id
 
 

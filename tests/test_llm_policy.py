@@ -632,7 +632,11 @@ def test_openai_compatible_spec(monkeypatch):
     assert b.supports_seed and b.supports_logprobs and b.max_concurrency == 2
     assert b.max_tokens_in_body  # llama.cpp ignores ChatOpenAI's max_completion_tokens
     assert b._kwargs(Sampling(max_new_tokens=7, seed=3)) == {
-        "temperature": 1.0, "seed": 3, "max_tokens": 7, "extra_body": {"max_tokens": 7}}
+        "temperature": 1.0,
+        "seed": 3,
+        "max_tokens": 7,
+        "extra_body": {"max_tokens": 7},
+    }
     b2 = make_backend("openai-compatible:smol@http://127.0.0.1:8080/v1?dummy_key=1")
     assert b2.url == "http://127.0.0.1:8080/v1"
     monkeypatch.setenv("MY_KEY", "sk-abc")
@@ -654,7 +658,9 @@ def test_provider_spec_goes_through_init_chat_model(monkeypatch):
 
 def test_unseeded_model_warns_once():
     with pytest.warns(UserWarning, match="takes no seed"):
-        ChatBackend(FakeListChatModel(responses=["a"])).generate([[HumanMessage("x")]], [Sampling(temperature=1.0)])
+        ChatBackend(FakeListChatModel(responses=["a"])).generate(
+            [[HumanMessage("x")]], [Sampling(temperature=1.0)]
+        )
     assert make_backend("fake:a").describe()["reproducible"]  # scripted: deterministic without a seed
 
 

@@ -130,8 +130,9 @@ def contexts() -> list[EpisodeContext]:
 def play(url: str, mode: str):
     """Both values, one trial each, one episode after the other (the server reuses the prefix)."""
     backend = make_backend(f"openai-compatible:smollm2@{url}", dummy_key=True, max_concurrency=1, retries=1)
-    policy = GoalPromptedPolicy(backend=backend, mode=mode, induction_tokens=40, max_reasks=1,
-                                sampling={"max_new_tokens": 12})
+    policy = GoalPromptedPolicy(
+        backend=backend, mode=mode, induction_tokens=40, max_reasks=1, sampling={"max_new_tokens": 12}
+    )
     results = []
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # ChatOpenAI takes seeds: no reproducibility warning expected
@@ -169,7 +170,9 @@ def test_generate_mode_through_chatopenai(server):
     # same conversation, same seed, same server: the replay is identical
     rec = results[0].decisions[2].record
     conv = [{"human": HumanMessage, "ai": AIMessage}[m["role"]](m["content"]) for m in rec["messages"]]
-    (again,) = policy.backend.generate([conv], [Sampling(temperature=1.0, max_new_tokens=12, seed=rec["seed"])])
+    (again,) = policy.backend.generate(
+        [conv], [Sampling(temperature=1.0, max_new_tokens=12, seed=rec["seed"])]
+    )
     assert again.text == rec["reply"]
 
 

@@ -60,7 +60,9 @@ class Backend(ABC):
     model_id: str = "unknown"
 
     @abstractmethod
-    def generate(self, conversations: Sequence[Conversation], sampling: Sequence[Sampling]) -> list[Generation]:
+    def generate(
+        self, conversations: Sequence[Conversation], sampling: Sequence[Sampling]
+    ) -> list[Generation]:
         """One reply per conversation; sampling[i] applies to conversations[i]."""
 
     @abstractmethod

@@ -164,7 +164,9 @@ def _fake(rest: str, opts: dict[str, Any]) -> Backend:
             f"backend 'fake:...': unknown options {sorted(extra)}; allowed: {list(_CHAT_OPTS)}"
         )
     chat.setdefault("max_concurrency", 1)
-    return ChatBackend(FakeListChatModel(responses=replies), model_id=f"fake:{rest}", reproducible=True, **chat)
+    return ChatBackend(
+        FakeListChatModel(responses=replies), model_id=f"fake:{rest}", reproducible=True, **chat
+    )
 
 
 def make_backend(spec: str, **opts: Any) -> Backend:
