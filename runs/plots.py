@@ -94,7 +94,7 @@ def radar_plot(summary: dict[str, Any], path: Path, convention: str | None = Non
     fig.suptitle(f"Value rationality (0-60, {conv} convention), slider", fontsize=11)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -99,6 +99,8 @@ def test_random_agent_scores_as_its_distribution_predicts(tmp_path):
             "off",
             "--trials",
             str(n),
+            "--orders",
+            "fixed",
             "--batch-size",
             "50",
         )

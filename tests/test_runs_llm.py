@@ -19,7 +19,7 @@ def _sessions(run):
 
 
 def _evaluate(run, *argv):
-    return main(["--run-dir", str(run), "--no-progress", "--mode", "generate", *argv])
+    return main(["--run-dir", str(run), "--no-progress", "--mode", "generate", "--orders", "fixed", *argv])
 
 
 def test_second_identical_run_makes_zero_model_calls(tmp_path, monkeypatch):
@@ -132,16 +132,18 @@ def test_policy_settings_have_one_home(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_default_protocol_on_the_embedded_model(tmp_path, monkeypatch):
-    """The default preset's chain on the real embedded model, cut to one value: records, evidence,
-    and a repeated run answered wholly from the cache."""
+    """The default preset's chain on the real embedded model, cut to one value (fixed and reversed
+    order): records, evidence, and a repeated run answered wholly from the cache."""
     pytest.importorskip("torch")
     monkeypatch.setenv("SVO_CACHE_DIR", str(tmp_path / "cache"))
     argv = ["--preset", "default", "--values", "prosocial", "--no-progress"]
     assert main(["--run-dir", str(tmp_path / "a"), *argv]) == 0
     (s1,) = _sessions(tmp_path / "a")
-    assert s1["new_episodes"] == 2 and s1["model_calls"] == 1 + 1 + 12  # shared induction, goal, 2 x 6 items
+    # per order (the episode seed includes it): one induction shared by goal on/off, one goal;
+    # then 4 episodes x 6 items
+    assert s1["new_episodes"] == 4 and s1["model_calls"] == 2 * (1 + 1) + 24
     decisions = [json.loads(x) for x in (tmp_path / "a" / DECISIONS).read_text().splitlines()]
-    assert len(decisions) == 12
+    assert len(decisions) == 24
     for d in decisions:
         rec = d["record"]
         assert rec["mode"] == "logprob" and rec["method"] in ("logprob", "invalid")
