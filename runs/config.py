@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from runs.agents import AGENT_KINDS, AgentSpecError, check_spec
 from scenarios import VALUE_NAMES, ScenarioError, instrument_ids, load_instrument, parse_model
+from scenarios.loading import read_yaml as _read_yaml_file
 
 __all__ = [
     "CONFIG_DIR",
@@ -251,13 +251,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A config file's mapping (empty file: {})."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    data = _read_yaml_file(path, ConfigError, "config file")
     if data is None:
         return {}
     if not isinstance(data, dict):

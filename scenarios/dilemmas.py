@@ -29,11 +29,10 @@ from typing import Any, Literal
 
 import networkx as nx
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from scenarios.expr import ExprError, compile_expr
-from scenarios.loading import DATA_DIR, ScenarioError, parse_model
+from scenarios.loading import DATA_DIR, ScenarioError, parse_model, read_yaml
 
 __all__ = [
     "AGENT_KINDS",
@@ -689,15 +688,7 @@ def parse_dilemma(data: Any, source: str) -> Dilemma:
 
 def load_dilemma_file(path: str | Path) -> Dilemma:
     """Load and validate one dilemma YAML file (anywhere on disk)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ScenarioError(f"{path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ScenarioError(f"{path}: not valid YAML: {err}") from None
-    d = parse_dilemma(data, str(path))
-    return d
+    return parse_dilemma(read_yaml(path), str(path))
 
 
 def dilemma_ids() -> list[str]:

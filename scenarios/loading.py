@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["DATA_DIR", "ScenarioError", "load_yaml_model", "parse_model"]
+__all__ = ["DATA_DIR", "ScenarioError", "load_yaml_model", "parse_model", "read_yaml"]
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -40,13 +40,17 @@ def parse_model(data: object, model: type[M], source: str) -> M:
         raise ScenarioError("\n".join(lines)) from None
 
 
-def load_yaml_model(path: str | Path, model: type[M]) -> M:
-    """Load one YAML file into `model`."""
+def read_yaml(path: str | Path, error: type[Exception] = ScenarioError, what: str = "file") -> Any:
+    """The parsed content of one YAML file; `error` (naming the path) if missing or malformed."""
     path = Path(path)
     if not path.is_file():
-        raise ScenarioError(f"{path}: file not found")
+        raise error(f"{path}: {what} not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ScenarioError(f"{path}: not valid YAML: {err}") from None
-    return parse_model(data, model, str(path))
+        raise error(f"{path}: not valid YAML: {err}") from None
+
+
+def load_yaml_model(path: str | Path, model: type[M]) -> M:
+    """Load one YAML file into `model`."""
+    return parse_model(read_yaml(path), model, str(path))

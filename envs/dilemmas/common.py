@@ -8,7 +8,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
-__all__ = ["NO_ANSWER", "belief", "history_space", "payoff_box", "seed_rng"]
+__all__ = ["NO_ANSWER", "SimultaneousRounds", "belief", "history_space", "payoff_box", "seed_rng"]
 
 #: Pass as an agent's action when it gave no valid answer. Its interactions that round are void
 #: (no payoff to either side), it is recorded as invalid and counted, never replaced by an action.
@@ -56,3 +56,51 @@ def jsonable(x: Any) -> Any:
     if isinstance(x, np.integer):
         return int(x)
     return x
+
+
+class SimultaneousRounds:
+    """Reset, observations and action checking shared by the simultaneous-move dilemma envs.
+
+    The env provides `possible_agents`, `n_actions`, `rounds_`, `scenario` (with `memory`) and
+    `_option_payoffs()` -> (n_agents, n_actions, 2); this mixin keeps the round counter, the
+    partners' action counts (for beliefs) and the history window.
+    """
+
+    def _observe_all(self) -> dict[str, dict[str, np.ndarray]]:
+        pay = self._option_payoffs().astype(np.float32)
+        r = min(self._r, self.rounds_ - 1)
+        return {
+            a: {"round": r, "payoffs": pay[i].copy(), "history": self._history[i].copy()}
+            for i, a in enumerate(self.possible_agents)
+            if a in self.agents
+        }
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        if seed is not None or not hasattr(self, "_counts"):
+            self.np_random, self.np_random_seed = seed_rng(seed)
+        n = len(self.possible_agents)
+        self.agents = list(self.possible_agents)
+        self._r = 0
+        self._counts = np.zeros((n, self.n_actions))
+        self._history = np.zeros((n, self.scenario.memory, 2, self.n_actions), dtype=np.float32)
+        self._last: dict[str, Any] = {}
+        return self._observe_all(), {a: {"round": 0} for a in self.agents}
+
+    def _actions_array(self, actions: dict[str, int]) -> np.ndarray:
+        """Every agent's action as an array (NO_ANSWER allowed), or a clear error."""
+        if not self.agents:
+            raise RuntimeError("step() called after the episode ended; call reset()")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise ValueError(
+                f"actions missing for agents {missing[:5]}; pass NO_ANSWER={NO_ANSWER} for no answer"
+            )
+        act = np.array([int(actions[a]) for a in self.possible_agents])
+        bad = [
+            (a, int(k))
+            for a, k in zip(self.possible_agents, act, strict=True)
+            if k != NO_ANSWER and not 0 <= k < self.n_actions
+        ]
+        if bad:
+            raise ValueError(f"actions {bad[:3]} outside 0..{self.n_actions - 1} (or NO_ANSWER={NO_ANSWER})")
+        return act

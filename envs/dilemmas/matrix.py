@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import networkx as nx
 import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from envs.dilemmas.common import NO_ANSWER, belief, history_space, payoff_box, seed_rng
+from envs.dilemmas.common import NO_ANSWER, SimultaneousRounds, belief, history_space, payoff_box, seed_rng
 from scenarios.dilemmas import Dilemma, load_dilemma
 
 __all__ = ["MatrixGameEnv"]
 
 
-class MatrixGameEnv(ParallelEnv):
+class MatrixGameEnv(SimultaneousRounds, ParallelEnv):
     """A symmetric two-person game played simultaneously by every pair of neighbours on a graph.
 
     ## Description
@@ -186,43 +185,9 @@ class MatrixGameEnv(ParallelEnv):
         mean = (self._adj @ exp.reshape(len(p), -1)).reshape(exp.shape) / self._deg[:, None, None]
         return mean * self._scale[:, None, None]
 
-    def _observe_all(self) -> dict[str, dict[str, np.ndarray]]:
-        pay = self._option_payoffs().astype(np.float32)
-        r = min(self._r, self.rounds_ - 1)
-        return {
-            a: {"round": r, "payoffs": pay[i].copy(), "history": self._history[i].copy()}
-            for i, a in enumerate(self.possible_agents)
-            if a in self.agents
-        }
-
-    def reset(self, seed: int | None = None, options: dict | None = None):
-        if seed is not None or not hasattr(self, "_counts"):
-            self.np_random, self.np_random_seed = seed_rng(seed)
-        n = len(self.possible_agents)
-        self.agents = list(self.possible_agents)
-        self._r = 0
-        self._counts = np.zeros((n, self.n_actions))
-        self._history = np.zeros((n, self.scenario.memory, 2, self.n_actions), dtype=np.float32)
-        self._last: dict[str, Any] = {}
-        return self._observe_all(), {a: {"round": 0} for a in self.agents}
-
     def step(self, actions: dict[str, int]):
-        if not self.agents:
-            raise RuntimeError("step() called after the episode ended; call reset()")
+        act = self._actions_array(actions)
         n = len(self.possible_agents)
-        missing = [a for a in self.agents if a not in actions]
-        if missing:
-            raise ValueError(
-                f"actions missing for agents {missing[:5]}; pass NO_ANSWER={NO_ANSWER} for no answer"
-            )
-        act = np.full(n, NO_ANSWER)
-        for i, a in enumerate(self.possible_agents):
-            k = int(actions[a])
-            if k != NO_ANSWER and not 0 <= k < self.n_actions:
-                raise ValueError(
-                    f"action {k} of {a} outside 0..{self.n_actions - 1} (or NO_ANSWER={NO_ANSWER})"
-                )
-            act[i] = k
         options = self._option_payoffs()
         r = self._r
         tab = self._tables[r]

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from envs.dilemmas.common import NO_ANSWER, belief, history_space, payoff_box, seed_rng
+from envs.dilemmas.common import NO_ANSWER, SimultaneousRounds, belief, history_space, payoff_box, seed_rng
 from scenarios.dilemmas import Dilemma, load_dilemma
 from scenarios.expr import compile_expr
 
 __all__ = ["PublicGoodsEnv"]
 
 
-class PublicGoodsEnv(ParallelEnv):
+class PublicGoodsEnv(SimultaneousRounds, ParallelEnv):
     """An N-player public goods game: everyone contributes at once; the payoff is an expression.
 
     ## Description
@@ -149,43 +148,9 @@ class PublicGoodsEnv(ParallelEnv):
         other = np.einsum("ij,ija->ia", mask, pj) / (n - 1)
         return np.stack([own, other], axis=-1)
 
-    def _observe_all(self) -> dict[str, dict[str, np.ndarray]]:
-        pay = self._option_payoffs().astype(np.float32)
-        r = min(self._r, self.rounds_ - 1)
-        return {
-            a: {"round": r, "payoffs": pay[i].copy(), "history": self._history[i].copy()}
-            for i, a in enumerate(self.possible_agents)
-            if a in self.agents
-        }
-
-    def reset(self, seed: int | None = None, options: dict | None = None):
-        if seed is not None or not hasattr(self, "_counts"):
-            self.np_random, self.np_random_seed = seed_rng(seed)
-        n = len(self.possible_agents)
-        self.agents = list(self.possible_agents)
-        self._r = 0
-        self._counts = np.zeros((n, self.n_actions))
-        self._history = np.zeros((n, self.scenario.memory, 2, self.n_actions), dtype=np.float32)
-        self._last: dict[str, Any] = {}
-        return self._observe_all(), {a: {"round": 0} for a in self.agents}
-
     def step(self, actions: dict[str, int]):
-        if not self.agents:
-            raise RuntimeError("step() called after the episode ended; call reset()")
-        missing = [a for a in self.agents if a not in actions]
-        if missing:
-            raise ValueError(
-                f"actions missing for agents {missing[:5]}; pass NO_ANSWER={NO_ANSWER} for no answer"
-            )
+        act = self._actions_array(actions)
         n = len(self.possible_agents)
-        act = np.array([int(actions[a]) for a in self.possible_agents])
-        bad = [
-            (a, k)
-            for a, k in zip(self.possible_agents, act, strict=True)
-            if k != NO_ANSWER and not 0 <= k < self.n_actions
-        ]
-        if bad:
-            raise ValueError(f"actions {bad[:3]} outside 0..{self.n_actions - 1} (or NO_ANSWER={NO_ANSWER})")
         options = self._option_payoffs()
         valid = act != NO_ANSWER
         nv = int(valid.sum())
