@@ -21,6 +21,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -131,11 +132,11 @@ class _Wrapper(Backend):
     ) -> list[dict[str, float | None]]:
         return [lp for lp, _ in self.choice_logprobs_with_drops(conversations, choices)]
 
+    @abstractmethod
     def choice_logprobs_with_drops(
         self, conversations: Sequence[Conversation], choices: Sequence[str]
     ) -> list[tuple[dict[str, float | None], int | None]]:
         """Log-probabilities and, where the backend reports it, how many messages were dropped to fit."""
-        raise NotImplementedError
 
 
 def _inner_with_drops(

@@ -104,3 +104,15 @@ class SimultaneousRounds:
         if bad:
             raise ValueError(f"actions {bad[:3]} outside 0..{self.n_actions - 1} (or NO_ANSWER={NO_ANSWER})")
         return act
+
+    def _end_round(self, rewards: np.ndarray, infos: dict[str, dict[str, Any]]):
+        """Advance the round and return step()'s 5-tuple; the episode ends after the last round."""
+        self._r += 1
+        done = self._r >= self.rounds_
+        obs = self._observe_all()
+        rew = {a: float(rewards[i]) for i, a in enumerate(self.possible_agents)}
+        terms = {a: done for a in self.agents}
+        truncs = {a: False for a in self.agents}
+        if done:
+            self.agents = []
+        return obs, rew, terms, truncs, infos

@@ -233,15 +233,7 @@ class MatrixGameEnv(SimultaneousRounds, ParallelEnv):
                 info["given"] = float(opts[act[i], 1]) if ok else float("nan")
             infos[a] = info
         self._last = {"round": r, "actions": act.copy(), "rewards": rewards.copy()}
-        self._r += 1
-        done = self._r >= self.rounds_
-        obs = self._observe_all()
-        rew = {a: float(rewards[i]) for i, a in enumerate(self.possible_agents)}
-        terms = {a: done for a in self.agents}
-        truncs = {a: False for a in self.agents}
-        if done:
-            self.agents = []
-        return obs, rew, terms, truncs, infos
+        return self._end_round(rewards, infos)
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":

@@ -182,15 +182,7 @@ class PublicGoodsEnv(SimultaneousRounds, ParallelEnv):
             for i, a in enumerate(self.possible_agents)
         }
         self._last = {"round": r, "actions": act, "rewards": rewards, "total": total}
-        self._r += 1
-        done = self._r >= self.rounds_
-        obs = self._observe_all()
-        rew = {a: float(rewards[i]) for i, a in enumerate(self.possible_agents)}
-        terms = {a: done for a in self.agents}
-        truncs = {a: False for a in self.agents}
-        if done:
-            self.agents = []
-        return obs, rew, terms, truncs, infos
+        return self._end_round(rewards, infos)
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":
