@@ -80,8 +80,10 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     renders = [render_context("paper", value_name=e["value"], n_items=6, n_options=9) for e in eps]
     # In sequential mode each episode runs start to finish before the next (the paper's loop);
-    # the batched modes step all episodes together. The work per episode is the same.
-    groups = [[i] for i in range(len(eps))] if mode == "sequential" else [list(range(len(eps)))]
+    # the batched modes step `group_size` episodes together, as runs.evaluate's batch_size does
+    # (the default run: 4). The work per episode is the same.
+    g = 1 if mode == "sequential" else max(1, args.group_size or len(eps))
+    groups = [list(range(k, min(k + g, len(eps)))) for k in range(0, len(eps), g)]
     convs: list[list] = [[] for _ in eps]
     goals: list[str] = [""] * len(eps)
     choices: list[list[str]] = [[] for _ in eps]
@@ -183,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--goal-tokens", type=int, default=48)
     p.add_argument("--item-tokens", type=int, default=16, help="tokens generated per item in generate modes")
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument(
+        "--group-size",
+        type=int,
+        default=4,
+        help="episodes stepped together in the batched modes (default 4, the default run's batch_size; 0: all)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "llm_cpu.json")

@@ -232,7 +232,7 @@ class LocalBackend(Backend):
 
     max_batch_tokens: cap on rows x padded tokens per forward (KV buffer); None = automatic (CPU
     4096; CUDA from free memory). prefix_cache: reuse KV of computed prefixes across calls.
-    max_cache_bytes: cap of that store (None: CPU 256 MiB, CUDA a quarter of the GPU's memory).
+    max_cache_bytes: cap of that store (None: CPU 384 MiB, CUDA a quarter of the GPU's memory).
     max_context_tokens: context limit for dropping old messages (None: the model's).
     convert_cache: write/read the safetensors copy of a GGUF under cache_root().
     """
@@ -299,7 +299,7 @@ class LocalBackend(Backend):
             max_cache_bytes = (
                 torch.cuda.get_device_properties(device).total_memory // 4
                 if device.type == "cuda"
-                else 256 << 20
+                else 384 << 20
             )
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         self.engine = PrefixCachingEngine(
