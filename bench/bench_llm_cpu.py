@@ -62,7 +62,11 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     t_load = time.perf_counter()
-    backend = LocalBackend("embedded", prefix_cache=(mode == "logprob+reuse"))
+    backend = LocalBackend(
+        "embedded",
+        prefix_cache=(mode == "logprob+reuse"),
+        dtype=args.dtype,
+    )
     load_s = time.perf_counter() - t_load
     items = load_instrument("slider").subset("primary").items
     eps = episodes(args.values, args.trials)
@@ -192,6 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         help="episodes stepped together in the batched modes (default 4, the default run's batch_size; 0: all)",
     )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="model dtype for every mode (auto: float32 on CPU, the default backend)",
+    )
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "llm_cpu.json")
     p.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)

@@ -649,6 +649,32 @@ def test_openai_compatible_spec(monkeypatch):
         make_backend("openai-compatible:m@http://h/v1?key=1")
 
 
+def test_local_spec_options_are_parsed_and_checked(monkeypatch):
+    from agents.llm import factory
+
+    assert factory._local_query("embedded", "embedded") == ("embedded", {})
+    name, opts = factory._local_query("x", "embedded?dtype=bfloat16&max_batch_tokens=2048&prefix_cache=0")
+    assert name == "embedded" and opts == {"dtype": "bfloat16", "max_batch_tokens": 2048, "prefix_cache": False}
+    assert factory._local_query("hf:/m?dtype=bfloat16", "/m?dtype=bfloat16") == ("/m", {"dtype": "bfloat16"})
+    with pytest.raises(BackendSpecError, match="unknown local option 'fast'; allowed: device, dtype, max_batch_tokens"):
+        make_backend("embedded?fast=1")
+    with pytest.raises(BackendSpecError, match="max_batch_tokens='many' is not valid"):
+        make_backend("embedded?max_batch_tokens=many")
+    with pytest.raises(BackendSpecError, match="nothing after"):
+        make_backend("embedded?")
+    seen = {}
+
+    class Recorder:
+        def __init__(self, name, **kw):
+            seen.update(name=name, **kw)
+
+    import agents.llm.local as local
+
+    monkeypatch.setattr(local, "LocalBackend", Recorder)
+    make_backend("embedded?dtype=bfloat16", max_cache_bytes=5)
+    assert seen == {"name": "embedded", "dtype": "bfloat16", "max_cache_bytes": 5}
+
+
 def test_provider_spec_goes_through_init_chat_model(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-real")
     b = make_backend("openai:gpt-4o-mini")

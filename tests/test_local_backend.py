@@ -222,6 +222,36 @@ def test_bad_rows_and_sampling_are_rejected(model):
         PrefixCachingEngine(model, max_batch_tokens=0)
 
 
+def test_cpu_grouped_query_attention_equals_transformers_sdpa():
+    """The engine's CPU attention (SDPA with enable_gqa under a mask) gives transformers' numbers."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from agents.llm._engine import _sdpa_gqa
+
+    gen = torch.Generator().manual_seed(0)
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 3, True
+    q = torch.randn(2, 6, 5, 16, generator=gen)
+    k, v = torch.randn(2, 2, 9, 16, generator=gen), torch.randn(2, 2, 9, 16, generator=gen)
+    mask = torch.rand(2, 1, 5, 9, generator=gen) > 0.3
+    mask[..., -5:] |= torch.eye(5, dtype=torch.bool)  # every query sees itself
+    want, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=0.25)
+    got, _ = _sdpa_gqa(module, q, k, v, mask, scaling=0.25)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-6, rtol=0)
+
+
+def test_engine_switches_cpu_sdpa_models_to_grouped_query_attention(model):
+    from agents.llm._engine import GQA_SDPA
+
+    PrefixCachingEngine(model, max_batch_tokens=100)
+    assert model.config._attn_implementation == GQA_SDPA
+    eager = tiny_llama()
+    eager.set_attn_implementation("eager")
+    PrefixCachingEngine(eager, max_batch_tokens=100)
+    assert eager.config._attn_implementation == "eager"  # only "sdpa" models are switched
+
+
 # --------------------------------------------------------------------------- backend (tiny model, real tokenizer)
 @pytest.fixture(scope="module")
 def tokenizer():

@@ -344,3 +344,9 @@ def test_two_runners_cannot_share_a_run_directory(tmp_path, capsys):
     assert "another run is writing" in capsys.readouterr().err
     assert proc.wait(timeout=120) == 0
     assert len(RunStore(run).episodes()) == 640
+
+
+def test_bad_local_backend_option_exits_2_and_writes_nothing(tmp_path, capsys):
+    assert _evaluate(tmp_path / "r", "--agents", "llm:embedded?fast=1") == 2
+    assert "unknown local option 'fast'; allowed: device, dtype, max_batch_tokens" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

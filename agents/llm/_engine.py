@@ -72,6 +72,44 @@ class EngineStats:
         }
 
 
+#: transformers attention implementation registered by the engine for CPU models using "sdpa".
+GQA_SDPA = "svo_sdpa_gqa"
+
+
+def _sdpa_gqa(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: Any, **kw: Any):  # noqa: ANN202
+    """transformers' "sdpa" attention, except for grouped-query attention with a mask on CPU.
+
+    There transformers repeats the keys and values to the query heads (it avoids SDPA's `enable_gqa`
+    because CUDA kernels fall back to the math kernel with a mask). On CPU, `enable_gqa` gives the
+    same numbers (bit-identical in our checks) and skips copying the whole padded cache per layer:
+    about 25% less attention time with 1,800-token contexts (measured on the embedded model's shapes).
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    plain = kw.get("dropout", 0.0) == 0.0 and kw.get("position_bias") is None and kw.get("softcap") is None
+    if groups > 1 and attention_mask is not None and query.shape[2] > 1 and query.device.type == "cpu" and plain:
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask, scale=kw.get("scaling"), enable_gqa=True
+        )
+        return out.transpose(1, 2).contiguous(), None
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kw)
+
+
+def _use_gqa_sdpa(model: Any) -> None:
+    """Switch a CPU model from "sdpa" to the same attention with CPU grouped-query SDPA (see above)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return
+    if next(model.parameters()).device.type != "cpu":
+        return
+    AttentionInterface.register(GQA_SDPA, _sdpa_gqa)
+    AttentionMaskInterface.register(GQA_SDPA, sdpa_mask)
+    model.set_attn_implementation(GQA_SDPA)
+
+
 def _cache_kwarg(model: Any) -> str:
     """transformers renamed `past_key_values` to `cache` in 5.x; use whichever forward takes."""
     import inspect
@@ -140,17 +178,26 @@ class _Batch:
         self.cur = self.P + self.S  # columns filled after the prefill
         self.cap = self.cur + extra
         n_layers, n_heads, head_dim = dims
-        self.buf = torch.zeros(n_layers, 2, len(p), n_heads, self.cap, head_dim, dtype=dtype, device=device)
+        # Uninitialised: every column a forward reads is written first (prefixes are copied in, new
+        # and generated tokens are written by the cache update) except the prefix padding, zeroed
+        # here so that masked columns hold finite numbers (a masked NaN would still poison SDPA).
+        self.buf = torch.empty(n_layers, 2, len(p), n_heads, self.cap, head_dim, dtype=dtype, device=device)
         valid = torch.zeros(len(p), self.cap, dtype=torch.bool)
         for i, (pi, si) in enumerate(zip(p, s, strict=True)):
+            self.buf[:, :, i, :, : self.P - pi] = 0
             valid[i, self.P - pi : self.P] = True
             valid[i, self.cur - si : self.cur] = True
         self.valid = valid.to(device)
 
-    def row_columns(self, i: int, upto: int) -> torch.Tensor:
-        """Buffer columns holding row i's real tokens, in order, up to column `upto`."""
-        cols = torch.cat([torch.arange(self.P - self.p[i], self.P), torch.arange(self.cur - self.s[i], upto)])
-        return cols.to(self.buf.device)
+    def row_kv(self, i: int, upto: int) -> torch.Tensor:
+        """A contiguous copy of row i's real KV columns, in order, up to buffer column `upto`.
+
+        Two slices and one concatenation (the reused prefix, then the new and generated tokens):
+        about a third faster than gathering the columns with index_select.
+        """
+        pre = self.buf[:, :, i, :, self.P - self.p[i] : self.P]
+        new = self.buf[:, :, i, :, self.cur - self.s[i] : upto]
+        return torch.cat([pre, new], dim=-2)
 
 
 class PrefixCachingEngine:
@@ -187,6 +234,7 @@ class PrefixCachingEngine:
         self.pad_token_id = int(pad_token_id)
         self.stats = EngineStats()
         self._cache_kw = _cache_kwarg(model)
+        _use_gqa_sdpa(model)
         self._digests: dict[int, list[bytes]] = {}  # block digests of this call's rows, by id()
 
     # ------------------------------------------------------------------ public
@@ -357,13 +405,13 @@ class PrefixCachingEngine:
 
     def _store_row(self, batch: _Batch, j: int, tokens: np.ndarray, upto: int) -> None:
         """Put row j's real KV columns (up to buffer column `upto`) into the store under `tokens`."""
-        cols = batch.row_columns(j, upto)
-        if len(cols) != len(tokens):
-            raise AssertionError(f"KV columns ({len(cols)}) != tokens ({len(tokens)})")
+        n_cols = batch.p[j] + upto - (batch.cur - batch.s[j])
+        if n_cols != len(tokens):
+            raise AssertionError(f"KV columns ({n_cols}) != tokens ({len(tokens)})")
         nbytes = len(tokens) * self.kv_bytes_per_token
         if nbytes > self.store.max_bytes:
             return
-        kv = batch.buf[:, :, j].index_select(-2, cols)
+        kv = batch.row_kv(j, upto)
         self.store.put(tokens, kv, nbytes, digests=self._digests.get(id(tokens)))
 
     def _generate_batch(

@@ -4,6 +4,8 @@ Spec grammar:
 
     embedded                              the embedded SmolLM2-135M-Instruct GGUF (agents.llm.local)
     hf:PATH                               a local Hugging Face causal LM (folder or .gguf file)
+    embedded?KEY=VALUE&...                local options after "?", e.g. embedded?dtype=bfloat16
+                                          (keys: LOCAL_OPTIONS; also after hf:PATH)
     openai-compatible:MODEL@URL           any OpenAI-compatible server (vLLM, llama.cpp, Ollama,
                                           hosted APIs) through langchain-openai's ChatOpenAI,
                                           e.g. openai-compatible:smollm2@http://127.0.0.1:8080/v1
@@ -55,6 +57,16 @@ PROVIDER_KEYS = {
     "perplexity": "PPLX_API_KEY",
 }
 
+#: Options a local spec may carry after "?" (LocalBackend keyword arguments), with their parsers.
+LOCAL_OPTIONS: dict[str, Any] = {
+    "device": str,
+    "dtype": str,
+    "max_batch_tokens": int,
+    "max_cache_bytes": int,
+    "max_context_tokens": int,
+    "prefix_cache": lambda v: {"1": True, "true": True, "0": False, "false": False}[v.lower()],
+}
+
 _CHAT_OPTS = (
     "max_concurrency",
     "retries",
@@ -89,7 +101,29 @@ def _key(env: str, spec: str) -> str:
     return val
 
 
-def _local(path_or_name: str, opts: dict[str, Any]) -> Backend:
+def _local_query(spec: str, path_or_name: str) -> tuple[str, dict[str, Any]]:
+    """Split "NAME?k=v&k=v" into the name and LocalBackend options (named errors for bad ones)."""
+    name, sep, query = path_or_name.partition("?")
+    if not sep:
+        return name, {}
+    out: dict[str, Any] = {}
+    for key, val in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if key not in LOCAL_OPTIONS:
+            raise BackendSpecError(
+                f"backend {spec!r}: unknown local option {key!r}; allowed: {', '.join(LOCAL_OPTIONS)}"
+            )
+        try:
+            out[key] = LOCAL_OPTIONS[key](val)
+        except (KeyError, ValueError):
+            raise BackendSpecError(f"backend {spec!r}: option {key}={val!r} is not valid") from None
+    if not out:
+        raise BackendSpecError(f"backend {spec!r}: nothing after '?'; expected KEY=VALUE options")
+    return name, out
+
+
+def _local(path_or_name: str, opts: dict[str, Any], spec: str | None = None) -> Backend:
+    path_or_name, query = _local_query(spec or path_or_name, path_or_name)
+    opts = {**query, **opts}
     try:
         from agents.llm.local import LocalBackend
     except ModuleNotFoundError as err:
@@ -100,7 +134,10 @@ def _local(path_or_name: str, opts: dict[str, Any]) -> Backend:
         raise BackendError(
             f'local backends need the "local" extra: pip install -e ".[local]" ({err})'
         ) from None
-    return LocalBackend(path_or_name, **opts)
+    try:
+        return LocalBackend(path_or_name, **opts)
+    except ValueError as err:  # a bad option value (dtype, device...)
+        raise BackendSpecError(f"backend {spec or path_or_name!r}: {err}") from None
 
 
 def _openai_compatible(spec: str, rest: str, opts: dict[str, Any]) -> Backend:
@@ -175,13 +212,13 @@ def make_backend(spec: str, **opts: Any) -> Backend:
         raise BackendSpecError(f"backend spec {spec!r} is empty; {_forms()}")
     spec = spec.strip()
     opts = dict(opts)
-    if spec == "embedded":
-        return _local("embedded", opts)
+    if spec == "embedded" or spec.startswith("embedded?"):
+        return _local(spec, opts)
     kind, sep, rest = spec.partition(":")
     if not sep or not rest:
         raise BackendSpecError(f"unknown backend spec {spec!r}; {_forms()}")
     if kind == "hf":
-        return _local(rest, opts)
+        return _local(rest, opts, spec)
     if kind == "openai-compatible":
         return _openai_compatible(spec, rest, opts)
     if kind == "fake":
