@@ -169,9 +169,10 @@ def test_greedy_generate_batched_equals_alone_and_hf_generate(model, rows, prefi
     assert [len(b) for b in batched] == [s.max_new_tokens for s in samp] or any(2 in h for h in hf)
 
 
-def test_sampling_is_seeded_per_row_and_independent_of_batching(model, rows):
+@pytest.mark.parametrize("top_p", [0.9, 1.0])
+def test_sampling_is_seeded_per_row_and_independent_of_batching(model, rows, top_p):
     samp = [
-        RowSampling(temperature=1.0, top_p=0.9, max_new_tokens=10, seed=100 + i) for i in range(len(rows))
+        RowSampling(temperature=1.0, top_p=top_p, max_new_tokens=10, seed=100 + i) for i in range(len(rows))
     ]
     engine = PrefixCachingEngine(model, max_batch_tokens=100_000)
     batched = engine.generate(rows, samp, eos_ids=[2])
@@ -183,7 +184,7 @@ def test_sampling_is_seeded_per_row_and_independent_of_batching(model, rows):
     assert batched == again == alone
     # the duplicate row (same prompt) gets a different draw with a different seed
     assert batched[0] != batched[-1]
-    other = engine.generate(rows, [RowSampling(1.0, 0.9, 10, seed=7) for _ in rows], eos_ids=[2])
+    other = engine.generate(rows, [RowSampling(1.0, top_p, 10, seed=7) for _ in rows], eos_ids=[2])
     assert other != batched
 
 
@@ -210,6 +211,17 @@ def test_sampler_top_p_and_greedy():
     top_p = torch.tensor([0.5, 1.0, 1.0])
     u = torch.tensor([0.99, 0.99, 0.5])
     assert _sample(logits, temps, top_p, u).tolist() == [0, 2, 2]  # nucleus keeps only token 0 in row 0
+    # top_p = 1 walks the CDF in vocabulary order: u below 0.5 -> token 0, 0.5-0.8 -> 1, above -> 2
+    ones = torch.ones(3)
+    assert _sample(logits[[0, 0, 0]], ones, ones, torch.tensor([0.49, 0.51, 0.81])).tolist() == [0, 1, 2]
+    # a row's draw does not depend on the other rows (nucleus and full rows mixed or alone)
+    mixed = _sample(logits[[0, 1]], torch.ones(2), torch.tensor([0.6, 1.0]), torch.tensor([0.7, 0.7]))
+    alone = [_sample(logits[[i]], torch.ones(1), torch.tensor([p]), torch.tensor([0.7])).item() for i, p in ((0, 0.6), (1, 1.0))]
+    assert mixed.tolist() == alone == [1, 1]
+    # empirical frequencies match the distribution (top_p = 1)
+    draws = _sample(logits[[1] * 20000], torch.ones(20000), torch.ones(20000), torch.rand(20000, generator=torch.Generator().manual_seed(0)))
+    freq = torch.bincount(draws, minlength=3).double() / 20000
+    assert torch.allclose(freq, torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64), atol=0.015)
 
 
 def test_bad_rows_and_sampling_are_rejected(model):
@@ -379,3 +391,48 @@ def test_embedded_sampling_reproducible():
     b = backend.generate([conv], samp[:1])
     assert a[0].text == a[1].text == b[0].text
     assert a[2].text != a[0].text
+
+
+def test_bfloat16_on_a_cpu_without_bf16_instructions_warns(monkeypatch):
+    from agents.llm import local
+
+    monkeypatch.setattr(local, "cpu_has_bf16_matmul", lambda: False)
+    with pytest.warns(UserWarning, match="slower than float32 here"):
+        assert local._pick_device_dtype("cpu", "bfloat16") == ("cpu", torch.bfloat16)
+    monkeypatch.setattr(local, "cpu_has_bf16_matmul", lambda: True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert local._pick_device_dtype("cpu", "auto") == ("cpu", torch.float32)
+        local._pick_device_dtype("cpu", "bfloat16")
+    with pytest.raises(ValueError, match="allowed are"):
+        local._pick_device_dtype("cpu", "int8")
+
+
+@pytest.mark.slow
+def test_embedded_bfloat16_is_repeatable_and_close_to_unbatched():
+    """bfloat16 (the fast preset) repeats exactly with the same batching; across layouts it is close."""
+    if not local_cpu_bf16():
+        pytest.skip("this CPU has no bfloat16 matrix instructions")
+    fast = LocalBackend(dtype="bfloat16")
+    assert fast.model_id.endswith(":bfloat16")
+    nxt = [
+        c + [AIMessage("A"), HumanMessage("Item 2: A gives you 100 and the other 50; B 50/100. Choose.")]
+        for c in conversations(n_items=1)
+    ]
+    first = fast.choice_logprobs(nxt, LETTERS)
+    fast.clear_cache()
+    again = fast.choice_logprobs(nxt, LETTERS)
+    assert first == again  # same calls, same batches: bit-identical
+    alone = LocalBackend(dtype="bfloat16", prefix_cache=False)
+    single = [alone.choice_logprobs([c], LETTERS)[0] for c in nxt]
+    for b, a in zip(first, single, strict=True):
+        assert max(abs(b[k] - a[k]) for k in LETTERS) < 0.5
+        assert max(b, key=b.get) == max(a, key=a.get)
+
+
+def local_cpu_bf16() -> bool:
+    from agents.llm.local import cpu_has_bf16_matmul
+
+    return cpu_has_bf16_matmul()

@@ -6,7 +6,12 @@
   transformers and dequantised. The first load converts it to safetensors under
   `$SVO_CACHE` (default `~/.cache/svo-eval`)/converted/, so later processes load in about 0.5 s
   instead of about 17 s. Models load once per process (cached by path, device and dtype).
-- CPU runs float32; CUDA runs bfloat16 automatically (`dtype` overrides).
+- CPU runs float32; CUDA runs bfloat16 automatically (`dtype` overrides). On a CPU with bfloat16
+  matrix instructions (AMX, AVX512-BF16), `dtype="bfloat16"` computes prompts about 3x faster and
+  halves the memory, but float32 is the CPU default because only it is batch-invariant: a row's
+  float32 log-probs agree across batch layouts, prefix reuse and resumed runs to about 1e-5, while
+  bfloat16 ones move by up to about 0.25 nat and long greedy texts can diverge (measured on the
+  embedded model). A bfloat16 run is repeatable with the same config, not across batch layouts.
 - `model_id` names the file or folder with its size and a content hash, plus the dtype, so response
   caches key correctly.
 
@@ -42,6 +47,7 @@ import json
 import math
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,7 +56,7 @@ from langchain_core.messages import convert_to_openai_messages
 
 from agents.llm.backend import Backend, BackendError, Conversation, Generation, Sampling
 
-__all__ = ["EMBEDDED", "LocalBackend", "cache_root", "embedded_model_path", "load_model"]
+__all__ = ["EMBEDDED", "LocalBackend", "cache_root", "cpu_has_bf16_matmul", "embedded_model_path", "load_model"]
 
 EMBEDDED = "embedded"
 _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -137,7 +143,20 @@ def _pick_device_dtype(device: str, dtype: str) -> tuple[str, Any]:
         raise ValueError(f"dtype {dtype!r}: allowed are {sorted(allowed)}")
     if dtype == "auto":
         dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
+    if dtype == "bfloat16" and str(device) == "cpu" and not cpu_has_bf16_matmul():
+        warnings.warn(
+            "dtype bfloat16 on a CPU without bfloat16 matrix instructions (AMX or AVX512-BF16) is "
+            "slower than float32 here; use dtype=float32 (the CPU default)",
+            stacklevel=3,
+        )
     return device, getattr(torch, dtype)
+
+
+def cpu_has_bf16_matmul() -> bool:
+    """Whether this CPU has the bfloat16 matrix instructions that make bfloat16 fast (AMX, AVX512-BF16)."""
+    torch, _ = _heavy()
+    cpu = torch.cpu
+    return bool(cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported())
 
 
 def _convert_gguf(folder: Path, gguf: str, fingerprint: str, torch_dtype: Any) -> Path | None:
