@@ -22,6 +22,7 @@ and goal generations. Ratios are against the sequential loop measured in the sam
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -34,6 +35,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from agents.llm.policy import GoalPromptedPolicy  # noqa: E402  (light: no torch import)
 
 MODES = ("sequential", "batched-generate", "batched-logprob", "logprob+reuse")
 VALUES = ("altruistic", "prosocial", "individualistic", "competitive")
@@ -185,8 +188,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="2 values, 1 trial, short generations")
     p.add_argument("--values", nargs="+", choices=VALUES, default=list(VALUES))
     p.add_argument("--trials", type=int, default=1, help="trials per value x goal condition (default 1)")
-    p.add_argument("--induction-tokens", type=int, default=128)
-    p.add_argument("--goal-tokens", type=int, default=48)
+    policy = inspect.signature(GoalPromptedPolicy).parameters
+    p.add_argument(
+        "--induction-tokens",
+        type=int,
+        default=policy["induction_tokens"].default,
+        help="value-induction reply length (default: GoalPromptedPolicy's, as in the default run)",
+    )
+    p.add_argument(
+        "--goal-tokens",
+        type=int,
+        default=policy["goal_tokens"].default,
+        help="goal reply length (default: GoalPromptedPolicy's)",
+    )
     p.add_argument("--item-tokens", type=int, default=16, help="tokens generated per item in generate modes")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument(

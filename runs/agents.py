@@ -90,10 +90,10 @@ def check_spec(spec: str, n_options: Sequence[int] = (9,)) -> None:
         if not rest:
             raise AgentSpecError(f"agent {spec!r}: missing backend spec after 'llm:' (e.g. llm:embedded)")
         if rest.startswith(("embedded?", "hf:")):  # local options are checked before anything runs
-            from agents.llm.factory import BackendSpecError, _local_query
+            from agents.llm.factory import BackendSpecError, local_options
 
             try:
-                _local_query(rest, rest.removeprefix("hf:"))
+                local_options(rest, rest.removeprefix("hf:"))
             except BackendSpecError as err:
                 raise AgentSpecError(f"agent {spec!r}: {err}") from None
         return

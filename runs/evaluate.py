@@ -311,6 +311,13 @@ def _help_epilog() -> str:
             default = f.default_factory() if f.default_factory is not None else f.default
             lines.append(f"  {prefix + name:22s} {f.description or ''} [{default}]")
     lines += ["", "agent specs:"] + [f"  {k}" for k in AGENT_KINDS]
+    from agents.llm.factory import LOCAL_OPTIONS, SPEC_FORMS
+
+    lines += [
+        "  backend specs: " + "; ".join(SPEC_FORMS),
+        "  local backend options after '?' (llm:embedded?dtype=bfloat16&max_batch_tokens=2048): "
+        + ", ".join(LOCAL_OPTIONS),
+    ]
     lines += [
         "",
         f"presets (runs/configs): {', '.join(sorted(p.stem for p in CONFIG_DIR.glob('*.yaml')))}",

@@ -652,14 +652,16 @@ def test_openai_compatible_spec(monkeypatch):
 def test_local_spec_options_are_parsed_and_checked(monkeypatch):
     from agents.llm import factory
 
-    assert factory._local_query("embedded", "embedded") == ("embedded", {})
-    name, opts = factory._local_query("x", "embedded?dtype=bfloat16&max_batch_tokens=2048&prefix_cache=0")
+    assert factory.local_options("embedded", "embedded") == ("embedded", {})
+    name, opts = factory.local_options("x", "embedded?dtype=bfloat16&max_batch_tokens=2048&prefix_cache=0")
     assert name == "embedded" and opts == {"dtype": "bfloat16", "max_batch_tokens": 2048, "prefix_cache": False}
-    assert factory._local_query("hf:/m?dtype=bfloat16", "/m?dtype=bfloat16") == ("/m", {"dtype": "bfloat16"})
+    assert factory.local_options("hf:/m?dtype=bfloat16", "/m?dtype=bfloat16") == ("/m", {"dtype": "bfloat16"})
     with pytest.raises(BackendSpecError, match="unknown local option 'fast'; allowed: device, dtype, max_batch_tokens"):
         make_backend("embedded?fast=1")
     with pytest.raises(BackendSpecError, match="max_batch_tokens='many' is not valid"):
         make_backend("embedded?max_batch_tokens=many")
+    with pytest.raises(BackendSpecError, match="dtype='int8' is not valid; allowed: auto, float32, bfloat16"):
+        make_backend("embedded?dtype=int8")
     with pytest.raises(BackendSpecError, match="nothing after"):
         make_backend("embedded?")
     seen = {}

@@ -211,7 +211,7 @@ def test_sampler_top_p_and_greedy():
     top_p = torch.tensor([0.5, 1.0, 1.0])
     u = torch.tensor([0.99, 0.99, 0.5])
     assert _sample(logits, temps, top_p, u).tolist() == [0, 2, 2]  # nucleus keeps only token 0 in row 0
-    # top_p = 1 walks the CDF in vocabulary order: u below 0.5 -> token 0, 0.5-0.8 -> 1, above -> 2
+    # top_p = 1: u below 0.5 -> token 0, 0.5-0.8 -> 1, above -> 2
     ones = torch.ones(3)
     assert _sample(logits[[0, 0, 0]], ones, ones, torch.tensor([0.49, 0.51, 0.81])).tolist() == [0, 1, 2]
     # a row's draw does not depend on the other rows (nucleus and full rows mixed or alone)
@@ -436,3 +436,22 @@ def local_cpu_bf16() -> bool:
     from agents.llm.local import cpu_has_bf16_matmul
 
     return cpu_has_bf16_matmul()
+
+
+@pytest.mark.slow
+def test_embedded_long_samples_batched_equal_alone():
+    """Value-induction-length samples at temperature 1: batched decoding draws what decoding alone draws.
+
+    (A sampler that walked the CDF in vocabulary order instead of descending probability failed this:
+    one of the four texts diverged after about 250 tokens.)
+    """
+    backend = LocalBackend(prefix_cache=False)
+    convs = [
+        [HumanMessage(f"Do you know the {v} value system? Describe such a person.")]
+        for v in ["altruistic", "prosocial", "individualistic", "competitive"]
+    ]
+    samp = [Sampling(temperature=1.0, top_p=1.0, max_new_tokens=256, seed=11 + i) for i in range(4)]
+    batched = [g.text for g in backend.generate(convs, samp)]
+    alone = [backend.generate([c], [s])[0].text for c, s in zip(convs, samp, strict=True)]
+    assert batched == alone
+    assert max(len(t) for t in batched) > 1000  # long enough to have caught the old failure

@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from agents.llm.backend import Backend, BackendError
 
-__all__ = ["PROVIDER_KEYS", "SPEC_FORMS", "BackendSpecError", "make_backend"]
+__all__ = ["LOCAL_OPTIONS", "PROVIDER_KEYS", "SPEC_FORMS", "BackendSpecError", "local_options", "make_backend"]
 
 SPEC_FORMS = (
     "embedded",
@@ -58,9 +58,19 @@ PROVIDER_KEYS = {
 }
 
 #: Options a local spec may carry after "?" (LocalBackend keyword arguments), with their parsers.
+def _choice(*allowed: str) -> Any:
+    def parse(v: str) -> str:
+        if v not in allowed:
+            raise ValueError(v)
+        return v
+
+    parse.allowed = allowed  # type: ignore[attr-defined]
+    return parse
+
+
 LOCAL_OPTIONS: dict[str, Any] = {
     "device": str,
-    "dtype": str,
+    "dtype": _choice("auto", "float32", "bfloat16", "float16"),
     "max_batch_tokens": int,
     "max_cache_bytes": int,
     "max_context_tokens": int,
@@ -101,7 +111,7 @@ def _key(env: str, spec: str) -> str:
     return val
 
 
-def _local_query(spec: str, path_or_name: str) -> tuple[str, dict[str, Any]]:
+def local_options(spec: str, path_or_name: str) -> tuple[str, dict[str, Any]]:
     """Split "NAME?k=v&k=v" into the name and LocalBackend options (named errors for bad ones)."""
     name, sep, query = path_or_name.partition("?")
     if not sep:
@@ -115,14 +125,16 @@ def _local_query(spec: str, path_or_name: str) -> tuple[str, dict[str, Any]]:
         try:
             out[key] = LOCAL_OPTIONS[key](val)
         except (KeyError, ValueError):
-            raise BackendSpecError(f"backend {spec!r}: option {key}={val!r} is not valid") from None
+            allowed = getattr(LOCAL_OPTIONS[key], "allowed", None)
+            hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
+            raise BackendSpecError(f"backend {spec!r}: option {key}={val!r} is not valid{hint}") from None
     if not out:
         raise BackendSpecError(f"backend {spec!r}: nothing after '?'; expected KEY=VALUE options")
     return name, out
 
 
 def _local(path_or_name: str, opts: dict[str, Any], spec: str | None = None) -> Backend:
-    path_or_name, query = _local_query(spec or path_or_name, path_or_name)
+    path_or_name, query = local_options(spec or path_or_name, path_or_name)
     opts = {**query, **opts}
     try:
         from agents.llm.local import LocalBackend
