@@ -22,6 +22,7 @@ and goal generations. Ratios are against the sequential loop measured in the sam
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import os
@@ -95,32 +96,8 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     goals: list[str] = [""] * len(eps)
     choices: list[list[str]] = [[] for _ in eps]
     setup_s = item_s = 0.0
-    for group in groups:
-        ts = time.perf_counter()
-        for i in group:
-            convs[i] = [HumanMessage(renders[i].fill("induction"))]
-        texts = call_generate(
-            [convs[i] for i in group],
-            [Sampling(args.temperature, 1.0, args.induction_tokens, seed(eps[i], 1)) for i in group],
-        )
-        for i, text in zip(group, texts, strict=True):
-            convs[i] += [AIMessage(text), HumanMessage(renders[i].fill("role"))]
-        with_goal = [i for i in group if eps[i]["goal"]]
-        for i in with_goal:
-            convs[i].append(HumanMessage(renders[i].fill("goal")))
-        if with_goal:
-            texts = call_generate(
-                [convs[i] for i in with_goal],
-                [Sampling(args.temperature, 1.0, args.goal_tokens, seed(eps[i], 2)) for i in with_goal],
-            )
-            for i, text in zip(with_goal, texts, strict=True):
-                convs[i].append(AIMessage(text))
-                goals[i] = text.strip()
-        for i in group:
-            if not eps[i]["goal"]:
-                goals[i] = renders[i].fill("no_goal")
-        setup_s += time.perf_counter() - ts
-        ts = time.perf_counter()
+
+    def run_items(group: list[int]) -> None:
         for k, item in enumerate(items):
             for i in group:
                 text = renders[i].fill(
@@ -147,6 +124,44 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
                 for i, text in zip(group, texts, strict=True):
                     choices[i].append(text)
                     convs[i].append(AIMessage(text))
+
+    ops: dict[str, float] = {}
+    for group in groups:
+        ts = time.perf_counter()
+        for i in group:
+            convs[i] = [HumanMessage(renders[i].fill("induction"))]
+        texts = call_generate(
+            [convs[i] for i in group],
+            [Sampling(args.temperature, 1.0, args.induction_tokens, seed(eps[i], 1)) for i in group],
+        )
+        for i, text in zip(group, texts, strict=True):
+            convs[i] += [AIMessage(text), HumanMessage(renders[i].fill("role"))]
+        with_goal = [i for i in group if eps[i]["goal"]]
+        for i in with_goal:
+            convs[i].append(HumanMessage(renders[i].fill("goal")))
+        if with_goal:
+            texts = call_generate(
+                [convs[i] for i in with_goal],
+                [Sampling(args.temperature, 1.0, args.goal_tokens, seed(eps[i], 2)) for i in with_goal],
+            )
+            for i, text in zip(with_goal, texts, strict=True):
+                convs[i].append(AIMessage(text))
+                goals[i] = text.strip()
+        for i in group:
+            if not eps[i]["goal"]:
+                goals[i] = renders[i].fill("no_goal")
+        setup_s += time.perf_counter() - ts
+        ts = time.perf_counter()
+        prof = (
+            torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+            if args.profile
+            else contextlib.nullcontext()
+        )
+        with prof:
+            run_items(group)
+        if args.profile:
+            for ev in prof.key_averages():
+                ops[ev.key] = ops.get(ev.key, 0.0) + ev.self_cpu_time_total / 1e6
         item_s += time.perf_counter() - ts
     run_s = time.perf_counter() - t0
     n_dec = len(eps) * len(items)
@@ -166,6 +181,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "model_id": backend.model_id,
         "choices": choices,
+        "profile": dict(sorted(ops.items(), key=lambda kv: -kv[1])[:12]) if args.profile else None,
     }
 
 
@@ -215,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=("auto", "float32", "bfloat16"),
         default="auto",
         help="model dtype for every mode (auto: float32 on CPU, the default backend)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="torch.profiler over each mode's item phase: the top operators' self time (slower)",
     )
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "llm_cpu.json")
@@ -266,6 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     if "sequential" in same and "batched-generate" in same:
         agree = same["sequential"] == same["batched-generate"]
         print(f"sequential and batched generate gave identical replies: {agree}")
+    for r in rows if args.profile else []:
+        total = sum(r["profile"].values())
+        print(f"\nprofile of {r['mode']}'s item phase (self time of the top operators, profiler on):")
+        for op, sec in r["profile"].items():
+            print(f"  {sec:7.2f} s {100 * sec / total:5.1f}%  {op}")
     if "batched-logprob" in same and "logprob+reuse" in same:
         agree = same["batched-logprob"] == same["logprob+reuse"]
         print(f"batched log-prob and log-prob + reuse chose identically: {agree}")

@@ -48,10 +48,13 @@ class EpisodeSpec:
         return [] if self.framing == "none" else self.framing.split("+")
 
 
-def episode_seed(base_seed: int, instrument: str, order: str, trial: int) -> int:
-    """Episode seed shared by all agents, values and goal conditions of one trial (common random
-    numbers: a permuted order is then the same across the conditions it compares)."""
-    return stable_seed("episode", base_seed, instrument, order, trial) % (2**31)
+def episode_seed(base_seed: int, instrument: str, trial: int) -> int:
+    """Episode seed shared by all agents, values, goal conditions and option orders of one trial
+    (common random numbers). A permuted order is then the same across the conditions it compares,
+    and the option orders of a trial are a paired comparison: an LLM gets the same value-induction
+    and goal draws under the fixed and the reversed order, so the position-bias index measures the
+    order alone (and the response cache serves the repeated induction and goal calls)."""
+    return stable_seed("episode", base_seed, instrument, trial) % (2**31)
 
 
 def plan(config: RunConfig) -> list[EpisodeSpec]:
@@ -61,7 +64,7 @@ def plan(config: RunConfig) -> list[EpisodeSpec]:
         for trial in range(config.trials):
             for instrument in config.instruments:
                 for order in config.orders:
-                    seed = episode_seed(config.seed, instrument, order, trial)
+                    seed = episode_seed(config.seed, instrument, trial)
                     for ps in config.prompt_sets:
                         for fr in config.framings:
                             for value in config.values:
@@ -596,7 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "config": config.model_dump(mode="json"),
                 "seeds": {
                     "base": config.seed,
-                    "episode_seed": "stable_seed('episode', base, instrument, order, trial)",
+                    "episode_seed": "stable_seed('episode', base, instrument, trial)",
                 },
                 "code": code_version(),
                 "environment": environment(),

@@ -40,6 +40,19 @@ def test_second_identical_run_makes_zero_model_calls(tmp_path, monkeypatch):
     assert _sessions(tmp_path / "c")[0]["model_calls"] == 56
 
 
+def test_option_orders_are_paired_and_share_the_induction_calls(tmp_path, monkeypatch):
+    """Fixed and reversed order of one trial get the same episode seed: the same induction and goal
+    requests, which the response cache serves; only the items (their option order) are new calls."""
+    monkeypatch.setenv("SVO_CACHE_DIR", str(tmp_path / "cache"))
+    argv = ["--agents", FAKE, "--values", "prosocial", "--goal", "on", "--orders", "fixed", "reversed"]
+    assert _evaluate(tmp_path / "r", *argv) == 0
+    (session,) = _sessions(tmp_path / "r")
+    assert session["model_calls"] == 8 + 6 and session["cache_hits"] == 2
+    episodes = [json.loads(x) for x in (tmp_path / "r" / EPISODES).read_text().splitlines()]
+    assert {e["order"] for e in episodes} == {"fixed", "reversed"}
+    assert len({e["seed"] for e in episodes}) == 1
+
+
 def test_records_keep_the_policy_evidence(tmp_path, monkeypatch):
     monkeypatch.setenv("SVO_CACHE_DIR", str(tmp_path / "cache"))
     assert _evaluate(tmp_path / "r", "--agents", FAKE, "--values", "altruistic", "--goal", "on") == 0
@@ -139,9 +152,9 @@ def test_default_protocol_on_the_embedded_model(tmp_path, monkeypatch):
     argv = ["--preset", "default", "--values", "prosocial", "--no-progress"]
     assert main(["--run-dir", str(tmp_path / "a"), *argv]) == 0
     (s1,) = _sessions(tmp_path / "a")
-    # per order (the episode seed includes it): one induction shared by goal on/off, one goal;
-    # then 4 episodes x 6 items
-    assert s1["new_episodes"] == 4 and s1["model_calls"] == 2 * (1 + 1) + 24
+    # one induction shared by goal on/off and both orders (one episode seed per trial), one goal
+    # (the 3 other inductions and the other goal come from the cache); then 4 episodes x 6 items
+    assert s1["new_episodes"] == 4 and s1["model_calls"] == 1 + 1 + 24 and s1["cache_hits"] == 3 + 1
     decisions = [json.loads(x) for x in (tmp_path / "a" / DECISIONS).read_text().splitlines()]
     assert len(decisions) == 24
     for d in decisions:
