@@ -105,6 +105,28 @@ def test_store_protects_entries_used_in_the_current_call():
     assert len(store) == 1
 
 
+def test_store_put_compares_few_entries_whatever_the_store_holds(monkeypatch):
+    """Storing a conversation's next step must not compare it with every entry sharing its first
+    block (that made each engine step quadratic in the rows: 65,792 comparisons for 256 rows)."""
+    from agents.llm import _kvstore
+
+    store = PrefixKVStore(1 << 30)
+    rows = [seq(1, 2, 100 + i) for i in range(300)]  # 300 conversations sharing 2 blocks
+    for r in rows:
+        assert store.put(r, "kv", 1)
+    calls = []
+    real = _kvstore.common_prefix_len
+    monkeypatch.setattr(_kvstore, "common_prefix_len", lambda a, b: calls.append(1) or real(a, b))
+    longer = np.concatenate([rows[7], seq(9, extra=(5,))])
+    assert store.put(longer, "kv2", 1)
+    assert len(calls) <= 2 and len(store) == 300  # rows[7] is superseded by its extension
+    assert store.longest_prefix(rows[7], limit=10_000)[1] == len(rows[7])
+    assert not store.put(rows[7], "kv", 1)  # covered by the extension
+    short = np.array([1, 2, 3])
+    assert store.put(short, "s", 1) and store.put(np.array([1, 2, 3, 4]), "s2", 1)
+    assert len(store) == 301  # the 3-token entry was superseded (entries shorter than a block too)
+
+
 # --------------------------------------------------------------------------- engine (tiny model)
 @pytest.mark.parametrize("prefix_cache", [False, True])
 @pytest.mark.parametrize("max_batch_tokens", [60, 100_000])

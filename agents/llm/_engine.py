@@ -185,7 +185,8 @@ class _Batch:
         self.buf = torch.empty(n_layers, 2, len(p), n_heads, self.cap, head_dim, dtype=dtype, device=device)
         valid = torch.zeros(len(p), self.cap, dtype=torch.bool)
         for i, (pi, si) in enumerate(zip(p, s, strict=True)):
-            self.buf[:, :, i, :, : self.P - pi] = 0
+            if pi < self.P:
+                self.buf[:, :, i, :, : self.P - pi] = 0
             valid[i, self.P - pi : self.P] = True
             valid[i, self.cur - si : self.cur] = True
         self.valid = valid.to(device)

@@ -12,7 +12,8 @@ Memory stays bounded: an entry that is a prefix of a newly stored one is dropped
 it), and least-recently-used entries are evicted beyond `max_bytes`. Entries looked up during the
 current call are protected from eviction until `release()`; a new entry that does not fit without
 evicting them is not stored (its rows reuse their older, shorter prefix next time instead of
-thrashing the whole store).
+thrashing the whole store). Storing is also O(query length), not O(entries): a second index maps
+the digest of each entry's last whole block to the entry, which finds the entries a new one extends.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ class PrefixKVStore:
         self.bytes = 0
         self._entries: OrderedDict[int, KVEntry] = OrderedDict()
         self._protected: set[int] = set()
-        self._blocks: dict[bytes, set[int]] = {}
+        self._blocks: dict[bytes, set[int]] = {}  # block digest -> entries holding that block
+        self._ends: dict[bytes, set[int]] = {}  # digest of an entry's last whole block -> entries
+        self._short: set[int] = set()  # entries shorter than one block
         self._next_key = 0
         self.evictions = 0
         self.rejected = 0
@@ -84,6 +87,8 @@ class PrefixKVStore:
         self._entries.clear()
         self._protected.clear()
         self._blocks.clear()
+        self._ends.clear()
+        self._short.clear()
         self.bytes = 0
 
     def _candidates(self, tokens: np.ndarray, digests: list[bytes] | None = None) -> set[int]:
@@ -106,6 +111,13 @@ class PrefixKVStore:
                 keys.discard(key)
                 if not keys:
                     del self._blocks[d]
+        if entry.digests:
+            ends = self._ends[entry.digests[-1]]
+            ends.discard(key)
+            if not ends:
+                del self._ends[entry.digests[-1]]
+        else:
+            self._short.discard(key)
 
     def longest_prefix(
         self, tokens: np.ndarray, limit: int, digests: list[bytes] | None = None
@@ -135,10 +147,12 @@ class PrefixKVStore:
         """
         superseded: list[int] = []
         digests = block_digests(tokens) if digests is None else digests
-        # entries that could cover or be covered by `tokens` share its first blocks (or are shorter than one)
-        related = {k for d in digests[:1] for k in self._blocks.get(d, ())}
-        related |= {k for k, e in self._entries.items() if len(e.tokens) < BLOCK}
-        for key in related:
+        # Only a few entries are compared, whatever the store holds: an entry covering `tokens`
+        # holds all of its whole blocks; an entry that `tokens` extends ends (its last whole block)
+        # at one of `tokens`' block digests, or is shorter than one block.
+        covering = self._blocks.get(digests[-1], set()) if digests else set(self._entries)
+        extended = set(self._short).union(*(self._ends.get(d, ()) for d in digests))
+        for key in sorted(covering | extended):
             entry = self._entries[key]
             n = common_prefix_len(entry.tokens, tokens)
             if n == len(tokens):  # an existing entry already covers these tokens
@@ -168,6 +182,10 @@ class PrefixKVStore:
         self._entries[entry.key] = entry
         for d in digests:
             self._blocks.setdefault(d, set()).add(entry.key)
+        if digests:
+            self._ends.setdefault(digests[-1], set()).add(entry.key)
+        else:
+            self._short.add(entry.key)
         self.bytes += nbytes
         return True
 
