@@ -48,6 +48,11 @@ class EpisodeSpec:
         return [] if self.framing == "none" else self.framing.split("+")
 
 
+#: How episode seeds derive from the config, recorded in each run's manifest; a run planned under
+#: another rule (earlier versions also hashed the option order) cannot be resumed by this version.
+EPISODE_SEED_RULE = "stable_seed('episode', base, instrument, trial)"
+
+
 def episode_seed(base_seed: int, instrument: str, trial: int) -> int:
     """Episode seed shared by all agents, values, goal conditions and option orders of one trial
     (common random numbers). A permuted order is then the same across the conditions it compares,
@@ -491,7 +496,16 @@ def _set_threads(config: RunConfig) -> None:
 
 
 def _check_resume(store: RunStore, config: RunConfig) -> None:
-    old = store.read_manifest().get("config", {})
+    manifest = store.read_manifest()
+    rule = manifest.get("seeds", {}).get("episode_seed")
+    if rule is not None and rule != EPISODE_SEED_RULE:
+        commit = manifest.get("code", {}).get("commit") or "the commit in its manifest"
+        raise ConfigError(
+            f"{store.dir}: planned with episode seeds {rule}; this version uses {EPISODE_SEED_RULE} "
+            f"(option orders of a trial are paired), so its episodes would not match: finish it with "
+            f"the code that started it ({commit}), or start a new run"
+        )
+    old = manifest.get("config", {})
     new = config.resume_view()
     diff = [k for k in new if old.get(k) != new[k]]
     if diff:
@@ -599,7 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "config": config.model_dump(mode="json"),
                 "seeds": {
                     "base": config.seed,
-                    "episode_seed": "stable_seed('episode', base, instrument, trial)",
+                    "episode_seed": EPISODE_SEED_RULE,
                 },
                 "code": code_version(),
                 "environment": environment(),

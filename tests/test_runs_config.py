@@ -121,3 +121,22 @@ def test_resume_with_another_config_is_refused(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "different config" in err and "trials: run has 2, now 3" in err
     assert (tmp_path / "r" / "episodes.jsonl").read_bytes() == before
+
+
+def test_resume_of_a_run_planned_with_other_episode_seeds_is_refused(tmp_path, capsys):
+    """Runs from versions that hashed the option order into the episode seed cannot be resumed."""
+    import json
+
+    run = tmp_path / "r"
+    base = ["--agents", "scripted:random", "--values", "prosocial", "--no-progress", "--run-dir", str(run)]
+    assert main([*base, "--cache", "off"]) == 0
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["seeds"]["episode_seed"] = "stable_seed('episode', base, instrument, order, trial)"
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    before = (run / "episodes.jsonl").read_bytes()
+    capsys.readouterr()
+    assert main([*base, "--cache", "off"]) == 2
+    err = capsys.readouterr().err
+    assert "planned with episode seeds stable_seed('episode', base, instrument, order, trial)" in err
+    assert (manifest["code"]["commit"] or "the commit in its manifest") in err
+    assert (run / "episodes.jsonl").read_bytes() == before
