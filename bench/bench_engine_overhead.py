@@ -3,7 +3,7 @@
 On a GPU the model's forward pass for thousands of rows takes milliseconds, so the engine's Python
 work per row (looking up and storing prefixes, building the padded batch, copying cached keys and
 values in and out) bounds decisions/s. This measures it on any machine: a random-weight tiny Llama
-(2 layers, width 64) makes the forward pass cheap, and the time spent inside the model's forward is
+(the SmolLM2 family at 2 layers, width 64, built by bench_llm_gpu.build) makes the forward pass cheap, and the time spent inside the model's forward is
 timed separately, so "engine" is everything else the engine does per step.
 
 Workload: R conversations share a 300-token prefix and own 200 tokens each, then grow by 40 new
@@ -23,27 +23,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def measure(rows_n: int, steps: int, device: str) -> dict[str, float]:
     import numpy as np
     import torch
-    import transformers
 
     from agents.llm._engine import PrefixCachingEngine
+    from bench_llm_gpu import build  # the GPU benchmark's random-weight models; smoke = tiny sizes
 
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
-        vocab_size=512,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=8192,
-        attn_implementation="sdpa",
-    )
-    model = transformers.LlamaForCausalLM(cfg).eval().to(device)
+    model = build("SmolLM2-135M", smoke=True, device=device, dtype=torch.float32)
     inner = {"s": 0.0}
     forward = model.forward
 

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from agents.llm.backend import Backend, BackendError
+from agents.llm.local import DTYPES
 
 __all__ = ["LOCAL_OPTIONS", "PROVIDER_KEYS", "SPEC_FORMS", "BackendSpecError", "local_options", "make_backend"]
 
@@ -57,7 +58,6 @@ PROVIDER_KEYS = {
     "perplexity": "PPLX_API_KEY",
 }
 
-#: Options a local spec may carry after "?" (LocalBackend keyword arguments), with their parsers.
 def _choice(*allowed: str) -> Any:
     def parse(v: str) -> str:
         if v not in allowed:
@@ -68,9 +68,10 @@ def _choice(*allowed: str) -> Any:
     return parse
 
 
+#: Options a local spec may carry after "?" (LocalBackend keyword arguments), with their parsers.
 LOCAL_OPTIONS: dict[str, Any] = {
     "device": str,
-    "dtype": _choice("auto", "float32", "bfloat16", "float16"),
+    "dtype": _choice(*DTYPES),
     "max_batch_tokens": int,
     "max_cache_bytes": int,
     "max_context_tokens": int,
@@ -136,16 +137,8 @@ def local_options(spec: str, path_or_name: str) -> tuple[str, dict[str, Any]]:
 def _local(path_or_name: str, opts: dict[str, Any], spec: str | None = None) -> Backend:
     path_or_name, query = local_options(spec or path_or_name, path_or_name)
     opts = {**query, **opts}
-    try:
-        from agents.llm.local import LocalBackend
-    except ModuleNotFoundError as err:
-        if err.name in ("agents.llm.local", "agents.llm"):
-            raise BackendError(
-                "local backends need agents.llm.local, which is not installed in this tree"
-            ) from None
-        raise BackendError(
-            f'local backends need the "local" extra: pip install -e ".[local]" ({err})'
-        ) from None
+    from agents.llm.local import LocalBackend  # imported with DTYPES above; torch loads on first use
+
     try:
         return LocalBackend(path_or_name, **opts)
     except ValueError as err:  # a bad option value (dtype, device...)

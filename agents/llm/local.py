@@ -56,9 +56,11 @@ from langchain_core.messages import convert_to_openai_messages
 
 from agents.llm.backend import Backend, BackendError, Conversation, Generation, Sampling
 
-__all__ = ["EMBEDDED", "LocalBackend", "cache_root", "cpu_has_bf16_matmul", "embedded_model_path", "load_model"]
+__all__ = ["DTYPES", "EMBEDDED", "LocalBackend", "cache_root", "cpu_has_bf16_matmul", "embedded_model_path", "load_model"]
 
 EMBEDDED = "embedded"
+#: Model dtypes a local backend accepts ("auto": bfloat16 on CUDA, float32 on CPU).
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _INSTALL_HINT = 'the local backend needs torch and transformers: pip install -e ".[local]"'
 
@@ -138,9 +140,8 @@ def _pick_device_dtype(device: str, dtype: str) -> tuple[str, Any]:
     torch, _ = _heavy()
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    allowed = {"auto", "float32", "bfloat16", "float16"}
-    if dtype not in allowed:
-        raise ValueError(f"dtype {dtype!r}: allowed are {sorted(allowed)}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: allowed are {sorted(DTYPES)}")
     if dtype == "auto":
         dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
     if dtype == "bfloat16" and str(device) == "cpu" and not cpu_has_bf16_matmul():
