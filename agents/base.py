@@ -12,18 +12,38 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Agent", "Decision", "EpisodeContext"]
+__all__ = [
+    "ALL_GAMES",
+    "DILEMMA_GAMES",
+    "GAME_KINDS",
+    "Agent",
+    "Decision",
+    "EpisodeContext",
+    "UnsupportedGame",
+]
+
+#: What an agent can be asked to act in: "instrument" (an SVO instrument, envs.svo.SVOEnv) and the
+#: dilemma game kinds of scenarios/dilemmas.py (PettingZoo envs in envs/dilemmas).
+GAME_KINDS = ("instrument", "matrix", "slider", "public_goods", "sequential")
+ALL_GAMES = frozenset(GAME_KINDS)
+DILEMMA_GAMES = frozenset(GAME_KINDS) - {"instrument"}
+
+
+class UnsupportedGame(ValueError):
+    """An agent was asked to act in a game kind it does not declare in `Agent.supports`."""
 
 
 @dataclass(frozen=True)
 class EpisodeContext:
-    """What an agent is told before an episode.
+    """What an agent is told before an episode (one agent's seat in one episode).
 
-    instrument: id of the instrument (e.g. "slider"); n_items: items to come; n_options: choices
-    per item. value: the value orientation to pursue (None: no induction). goal_prompt: whether the
-    LLM writes its own goal first. seed: the episode seed; an agent derives any randomness
-    (sampling seeds included) from it. extra: scenario-specific context (persona, language,
-    framing, partner).
+    instrument: id of the instrument (e.g. "slider") or of the dilemma scenario; game: its kind
+    (GAME_KINDS); player: the seat in a multi-player game (None for instruments). n_items: items
+    (instrument) or decisions (rounds of a dilemma) to come; n_options: choices per decision (the
+    most any decision has). value: the value orientation to pursue (None: no induction).
+    goal_prompt: whether the LLM writes its own goal first. seed: this seat's episode seed; an
+    agent derives any randomness (sampling seeds included) from it. extra: scenario context
+    (prompt set, framings, the game's text and action labels, cooperation scores per stage).
     """
 
     instrument: str
@@ -33,6 +53,8 @@ class EpisodeContext:
     value: str | None = None
     goal_prompt: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
+    game: str = "instrument"
+    player: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,14 +75,26 @@ class Decision:
 
 
 class Agent(ABC):
-    """Base class: override `start` and `act`; override the batch methods to step many together."""
+    """Base class: override `start` and `act`; override the batch methods to step many together.
+
+    `supports` declares the game kinds (GAME_KINDS) the agent can act in; the registry refuses a
+    mismatch before anything runs, and `check_game` refuses it at the start of an episode.
+    """
 
     name: str = "agent"
-    #: "structured" agents read the env's arrays; "text" agents need the text wrapper's "text" key.
-    observation_kind: str = "structured"
+    supports: frozenset[str] = ALL_GAMES
+
+    def check_game(self, context: EpisodeContext) -> None:
+        """Raise UnsupportedGame unless this agent acts in the context's game kind."""
+        if context.game not in self.supports:
+            raise UnsupportedGame(
+                f"agent {self.name!r} acts in {sorted(self.supports)}, not in {context.game!r} "
+                f"({context.instrument})"
+            )
 
     def start(self, context: EpisodeContext) -> Any:
         """Begin an episode and return the initial state."""
+        self.check_game(context)
         return None
 
     @abstractmethod

@@ -4,7 +4,7 @@ from, and the pieces runs/train.py trains with.
 Adapter. `PolicyAgent` wraps a Stable-Baselines3 model (a saved .zip) or any callable
 observation -> action, with the observation and action spaces it was made for. It refuses an env
 whose spaces differ (`SpaceMismatchError`, naming both) before any step, so runs.evaluate and
-runs.multi can mix RL, LLM and scripted agents in one run. A policy per value (one zip per value
+runs.evaluate can mix RL, LLM and scripted agents in one run, on instruments and dilemmas. A policy per value (one zip per value
 from one training run, listed in the zip's sidecar card) makes one agent that pursues whichever
 value an episode asks for; a value it has no policy for is an error, never a stand-in.
 
@@ -50,9 +50,7 @@ __all__ = [
     "SpaceMismatchError",
     "check_spaces",
     "env_spaces",
-    "from_spec",
     "load_model",
-    "load_policy",
     "load_policy_agent",
     "make_model",
     "read_card",
@@ -212,8 +210,6 @@ class PolicyAgent(Agent):
     context (option count, item count) against them before acting. Actions are greedy; an action
     outside the action space (or None) from a callable is recorded as invalid, never replaced.
     """
-
-    observation_kind = "structured"
 
     def __init__(
         self,
@@ -395,19 +391,6 @@ def load_policy_agent(path: str, env_id: str | None = None) -> PolicyAgent:
     if env_id is not None:
         agent.check_env(env_id)
     return agent
-
-
-#: Name runs.agents looks up (`load_policy` or `load_agent`).
-load_policy = load_policy_agent
-
-
-def from_spec(name: str, params: Mapping[str, str] | None = None) -> PolicyAgent:
-    """Loader for agents/dilemma.make_agent's "rl:<path.zip>(env=<id>)" specs."""
-    params = dict(params or {})
-    env = params.pop("env", None)
-    if params:
-        raise ValueError(f"agent spec rl:{name}: unknown parameter(s) {sorted(params)}; allowed: ['env']")
-    return load_policy_agent(name, env)
 
 
 # -- training pieces ------------------------------------------------------------------------------

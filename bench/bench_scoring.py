@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from agents import EpisodeContext, IdealTypeAgent
+from agents import EpisodeContext, UtilityAgent
 from envs import SVOEnv
 from scenarios import load_instrument
 from scoring import SVOScoring, categorise, svo_angle
@@ -75,7 +75,7 @@ def main() -> None:
     )
     print(f"speed-up: {t_loop / t_vec:.0f}x (target >= 50x)")
 
-    agent = IdealTypeAgent("prosocial")
+    agent = UtilityAgent(value="prosocial")
     for label, wrap in (("SVOEnv", False), ("SVOEnv + SVOScoring", True)):
         env = SVOEnv(option_order="permuted")
         env = SVOScoring(env, target_value="prosocial") if wrap else env

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from runs.agents import AGENT_KINDS, AgentSpecError, check_spec
-from scenarios import VALUE_NAMES, ScenarioError, instrument_ids, load_instrument, parse_model
+from agents.registry import AGENT_KINDS
+from scenarios import ScenarioError, instrument_ids, parse_model
 from scenarios.loading import read_yaml as _read_yaml_file
 
 __all__ = [
@@ -81,13 +81,21 @@ class Budget(_Strict):
 
 
 class RunConfig(_Strict):
-    """One evaluation: the grid agents x values x goal x trials x instruments x option orders."""
+    """One evaluation: the grid agents x values x goal x trials x instruments x option orders, or a
+    scenario's population x the same conditions (runs/plan.py)."""
 
     name: str | None = Field(None, description="run name; the run directory is <results_dir>/<name>")
     results_dir: str = Field("results", description="parent folder of run directories (git-ignored)")
-    agents: list[str] = Field(["llm:embedded"], min_length=1, description="agent specs, see below")
-    values: list[Literal["altruistic", "prosocial", "individualistic", "competitive"]] = Field(
-        list(VALUE_NAMES), min_length=1, description="value orientations to induce (and score against)"
+    agents: list[str] = Field(
+        ["llm:embedded"],
+        description="agent specs (see below); in a scenario run TARGET=SPEC entries replace players "
+        "(TARGET: group, player or '*'), none = the scenario's population as written",
+    )
+    values: list[Literal["altruistic", "prosocial", "individualistic", "competitive"]] | None = Field(
+        None,
+        min_length=1,
+        description="value orientations to induce and score against (instruments: all four when unset; "
+        "scenarios: for players whose group sets no value)",
     )
     goal: Literal["on", "off", "both"] = Field("both", description="goal prompt condition(s)")
     trials: int = Field(1, ge=1, description="independent trials per cell")
@@ -119,8 +127,12 @@ class RunConfig(_Strict):
     convention: Literal["interval", "ideal"] = Field(
         "interval", description="value-rationality target used for the radar figure and goal effect"
     )
-    scenario: str | None = Field(None, description="multi-agent scenario id (dispatches to runs.multi)")
-    scenario_options: dict[str, Any] = Field(default_factory=dict, description="passed to runs.multi")
+    scenario: str | None = Field(
+        None, description="a dilemma scenario to play (id in scenarios/data/dilemmas, or a YAML path)"
+    )
+    rounds: int | None = Field(
+        None, ge=1, description="scenario runs: rounds per episode (default: the scenario's)"
+    )
 
     @field_validator("instruments")
     @classmethod
@@ -160,39 +172,21 @@ class RunConfig(_Strict):
 
     @field_validator("agents", "values", "instruments", "orders", "prompt_sets", "framings")
     @classmethod
-    def _unique(cls, v: list) -> list:
+    def _unique(cls, v: list | None) -> list | None:
+        if v is None:
+            return v
         dup = sorted({x for x in v if v.count(x) > 1})
         if dup:
             raise ValueError(f"duplicate entries {dup}")
         return v
 
-    @model_validator(mode="after")
-    def _agents(self) -> RunConfig:
-        n_opts = [load_instrument(i).n_options for i in self.instruments]
-        for spec in self.agents:
-            try:
-                check_spec(spec, n_opts)
-            except AgentSpecError as err:
-                raise ValueError(str(err)) from None
-        return self
-
     def goals(self) -> list[bool]:
         return {"on": [True], "off": [False], "both": [True, False]}[self.goal]
 
     def n_episodes(self) -> int:
-        axes = (
-            self.agents,
-            self.values,
-            self.goals(),
-            self.instruments,
-            self.orders,
-            self.prompt_sets,
-            self.framings,
-        )
-        n = self.trials
-        for axis in axes:
-            n *= len(axis)
-        return n
+        from runs.plan import plan
+
+        return len(plan(self))
 
     def resume_view(self) -> dict[str, Any]:
         """The part of the config a resumed run must share with the manifest."""
@@ -217,7 +211,7 @@ RESUME_KEYS = (
     "llm",
     "threads",
     "scenario",
-    "scenario_options",
+    "rounds",
 )
 
 _SECTIONS: dict[str, type[BaseModel]] = {"llm": LLMSettings, "budget": Budget}
@@ -276,10 +270,8 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], source: str
     for key, v in overrides.items():
         head, _, tail = key.partition(".")
         if tail:
-            if head not in _SECTIONS and head != "scenario_options":
-                raise ConfigError(
-                    f"{source}: {key!r}: only llm.*, budget.* and scenario_options.* take dotted keys"
-                )
+            if head not in _SECTIONS:
+                raise ConfigError(f"{source}: {key!r}: only llm.* and budget.* take dotted keys")
             out[head] = {**(out.get(head) or {}), tail: v}
         else:
             out[head] = v

@@ -1,14 +1,20 @@
-"""python -m runs.evaluate: run the study's grid, record everything, resume after any crash.
+"""python -m runs.evaluate: run the study's grid or a dilemma scenario, record everything durably,
+resume after any crash.
 
-The grid is agents x values x goal prompt x trials x instruments x option orders (a YAML config
-plus command-line overrides; see --help). Each finished episode is written durably to the run
-directory (runs/store.py); a restarted run with the same directory does exactly the missing
-episodes. Reports and plots come from runs/report.py, which also re-scores finished runs offline.
+One runner for every environment: the SVO instruments (agents x values x goal prompt x trials x
+instruments x option orders x prompt sets x framings) and any social-dilemma scenario (its
+population, or the players `--agents TARGET=SPEC` replaces, over the same conditions). The order
+of work: the config is resolved and checked (runs/checks.py) before anything is written; the run
+directory is claimed (runs/store.py: created atomically, locked, config hash checked, verified);
+only then do models load; episodes are played in batches (runs/rollout.py) and each finished
+episode is written in one transaction. Reports and plots come from runs/report.py, which also
+re-scores finished runs offline.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 import time
@@ -17,163 +23,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.base import Agent, EpisodeContext
-from runs.agents import AGENT_KINDS, AgentSpecError, BuiltAgent, build_agent, is_deterministic
+from runs.agents import BuiltAgent, build
+from runs.checks import check_run, uses_llm
 from runs.config import CONFIG_DIR, ConfigError, RunConfig, apply_overrides, preset_path, read_yaml, validate
-from runs.store import RunStore, StoreError, code_version, environment, episode_key
-from scoring.stats import stable_seed
+from runs.plan import EPISODE_SEED_RULE, EpisodeSpec, plan
+from runs.store import RunStore, StoreError, code_version, environment
 
-__all__ = ["EpisodeSpec", "RunOutcome", "main", "plan", "run"]
+__all__ = [
+    "EXIT_BUDGET",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "RunOutcome",
+    "main",
+    "run",
+]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-@dataclass(frozen=True)
-class EpisodeSpec:
-    """One cell-trial of the grid."""
-
-    agent: str
-    instrument: str
-    items: str
-    order: str
-    value: str
-    goal: bool
-    trial: int
-    seed: int
-    key: str
-    prompt_set: str = "paper"
-    framing: str = "none"
-
-    def framings(self) -> list[str]:
-        return [] if self.framing == "none" else self.framing.split("+")
-
-
-#: How episode seeds derive from the config, recorded in each run's manifest; a run planned under
-#: another rule (earlier versions also hashed the option order) cannot be resumed by this version.
-EPISODE_SEED_RULE = "stable_seed('episode', base, instrument, trial)"
-
-
-def episode_seed(base_seed: int, instrument: str, trial: int) -> int:
-    """Episode seed shared by all agents, values, goal conditions and option orders of one trial
-    (common random numbers). A permuted order is then the same across the conditions it compares,
-    and the option orders of a trial are a paired comparison: an LLM gets the same value-induction
-    and goal draws under the fixed and the reversed order, so the position-bias index measures the
-    order alone (and the response cache serves the repeated induction and goal calls)."""
-    return stable_seed("episode", base_seed, instrument, trial) % (2**31)
-
-
-def plan(config: RunConfig) -> list[EpisodeSpec]:
-    """Every episode of the grid, trial-major, so a partial run covers every cell evenly."""
-    out = []
-    for agent in config.agents:
-        for trial in range(config.trials):
-            for instrument in config.instruments:
-                for order in config.orders:
-                    seed = episode_seed(config.seed, instrument, trial)
-                    for ps in config.prompt_sets:
-                        for fr in config.framings:
-                            for value in config.values:
-                                for goal in config.goals():
-                                    key = episode_key(
-                                        agent,
-                                        value,
-                                        goal,
-                                        order,
-                                        instrument,
-                                        config.items,
-                                        trial,
-                                        seed,
-                                        ps,
-                                        fr,
-                                    )
-                                    out.append(
-                                        EpisodeSpec(
-                                            agent,
-                                            instrument,
-                                            config.items,
-                                            order,
-                                            value,
-                                            goal,
-                                            trial,
-                                            seed,
-                                            key,
-                                            ps,
-                                            fr,
-                                        )
-                                    )
-    return out
-
-
-class _Tracked(Agent):
-    """Delegates to an agent and reports each batch of decisions (progress bar)."""
-
-    def __init__(self, inner: Agent, on_decisions: Callable[[int], None]) -> None:
-        self.inner, self.on_decisions = inner, on_decisions
-        self.name, self.observation_kind = inner.name, inner.observation_kind
-
-    def start(self, context: EpisodeContext) -> Any:
-        return self.inner.start(context)
-
-    def start_batch(self, contexts: Sequence[EpisodeContext]) -> list[Any]:
-        out = self.inner.start_batch(contexts)
-        self.on_decisions(len(contexts))  # the setup (value induction, goal) counts as one step
-        return out
-
-    def act(self, observation: Mapping[str, Any], state: Any):
-        return self.inner.act(observation, state)
-
-    def act_batch(self, observations, states):
-        out = self.inner.act_batch(observations, states)
-        self.on_decisions(len(out))
-        return out
-
-    def describe(self) -> dict[str, Any]:
-        return self.inner.describe()
-
-
-def _records(spec: EpisodeSpec, result: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The episode line and its decision lines (no timestamps: a rerun writes identical records)."""
-    decisions = []
-    choices: dict[str, int | None] = {}
-    for t, (d, info) in enumerate(zip(result.decisions, result.infos, strict=True)):
-        choices[str(info["item_id"])] = info["option"]
-        decisions.append(
-            {
-                "episode": spec.key,
-                "agent": spec.agent,
-                "value": spec.value,
-                "goal": spec.goal,
-                "order": spec.order,
-                "instrument": spec.instrument,
-                "trial": spec.trial,
-                "step": t,
-                "item_id": info["item_id"],
-                "shown_option": info["shown_option"],
-                "option": info["option"],
-                "valid": d.valid,
-                "record": dict(d.record),
-            }
-        )
-    episode = {
-        "key": spec.key,
-        "agent": spec.agent,
-        "instrument": spec.instrument,
-        "items": spec.items,
-        "order": spec.order,
-        "value": spec.value,
-        "goal": spec.goal,
-        "trial": spec.trial,
-        "seed": spec.seed,
-        "prompt_set": spec.prompt_set,
-        "framing": spec.framing,
-        "shown_orders": result.order,
-        "choices": choices,
-        "n_decisions": len(decisions),
-        "n_invalid": sum(not d["valid"] for d in decisions),
-        "total_reward": result.total_reward,
-        "score": result.score,
-    }
-    return episode, decisions
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 @dataclass
@@ -185,13 +52,13 @@ class RunOutcome:
     new: int
     interrupted: bool = False
     error: str | None = None
+    budget: bool = False
     model_calls: int = 0
     cache_hits: int = 0
 
 
 class _Progress:
-    """A rich progress bar with ETA over steps: one per episode setup (value induction, goal) and one
-    per decision (silent when disabled)."""
+    """A rich progress bar with ETA over steps (one per seat's setup, one per decision)."""
 
     def __init__(self, enabled: bool, total: int, label: str) -> None:
         self.bar = None
@@ -233,67 +100,57 @@ class _Progress:
             self.bar.stop()
 
 
+def _steps(spec: EpisodeSpec, config: RunConfig) -> int:
+    """Progress steps of one episode: setup per seat plus decisions (scenarios: an estimate)."""
+    if spec.kind == "instrument":
+        from scenarios import load_instrument
+
+        inst = load_instrument(spec.instrument)
+        n = len(inst.subset(spec.items).items) if inst.scoring == "slider" else len(inst.items)
+        return n + 1
+    from scenarios.dilemmas import load_dilemma
+
+    d = load_dilemma(config.scenario)
+    rounds = config.rounds or d.rounds
+    moves = len(d.stages) if d.game == "sequential" else d.n_players()
+    return d.n_players() + rounds * moves
+
+
 def run(
     config: RunConfig,
     store: RunStore,
     agents: Mapping[str, BuiltAgent],
     *,
     progress: bool = True,
-    session: int = 0,
 ) -> RunOutcome:
-    """Run the missing episodes of the grid into `store` (already opened), batch by batch."""
-    import envs  # noqa: F401  (registers the Gymnasium ids)
-    from envs.rollout import run_episodes
-    from envs.svo import SVOEnv
+    """Play the missing episodes of the plan into `store` (claimed), batch by batch."""
+    from agents.llm.backend import BackendError
+    from agents.llm.cache import BudgetExceeded
+    from runs.episodes import build_game, records
+    from runs.rollout import play
 
     episodes = plan(config)
-    done = set(store.completed())
+    done = store.completed()
     pending = [e for e in episodes if e.key not in done]
-    n_items = {i: SVOEnv(instrument=i, items=config.items).n_items for i in config.instruments}
-    bar = _Progress(progress, sum(n_items[e.instrument] + 1 for e in pending), "evaluating")
+    bar = _Progress(progress, sum(_steps(e, config) for e in pending), "evaluating")
     outcome = RunOutcome(done=len(done), planned=len(episodes), new=0)
+    objs = {s: b.agent for s, b in agents.items()}
     try:
-        for spec_str in config.agents:
-            built = agents[spec_str]
-            todo = [e for e in pending if e.agent == spec_str]
-            tracked = _Tracked(built.agent, bar.advance)
-            for i in range(0, len(todo), config.batch_size):
-                batch = todo[i : i + config.batch_size]
-                envs_ = [SVOEnv(instrument=e.instrument, items=e.items, option_order=e.order) for e in batch]
-                contexts = [
-                    EpisodeContext(
-                        instrument=e.instrument,
-                        n_items=env.n_items,
-                        n_options=env.n_options,
-                        seed=e.seed,
-                        value=e.value,
-                        goal_prompt=e.goal,
-                        extra={
-                            "trial": e.trial,
-                            "order": e.order,
-                            "prompt_set": e.prompt_set,
-                            "framings": e.framings(),
-                        },
-                    )
-                    for e, env in zip(batch, envs_, strict=True)
-                ]
-                results = run_episodes(tracked, envs_, contexts)
-                for e, res in zip(batch, results, strict=True):
-                    ep, decs = _records(e, res)
-                    ep["session"] = session
-                    store.append_episode(ep, decs)
-                    outcome.done += 1
-                    outcome.new += 1
-                if built.stats is not None:
-                    hits = built.cache.hits if built.cache is not None else 0
-                    bar.note(f"model calls {built.stats.conversations}, cache hits {hits}")
+        for i in range(0, len(pending), config.batch_size):
+            batch = pending[i : i + config.batch_size]
+            built = [build_game(e, config, objs) for e in batch]
+            played = play([g for g, _ in built], on_decisions=bar.advance)
+            for e, (_, seats), p in zip(batch, built, played, strict=True):
+                ep, decs = records(e, p, seats)
+                store.add_episode(e.seq, ep, decs)
+                outcome.done += 1
+                outcome.new += 1
+            bar.note(_calls_note(agents))
     except KeyboardInterrupt:
         outcome.interrupted = True
-    except Exception as err:
-        from agents.llm.backend import BackendError
-
-        if not isinstance(err, BackendError):
-            raise
+    except BudgetExceeded as err:
+        outcome.budget, outcome.error = True, str(err)
+    except BackendError as err:
         outcome.error = str(err)
     finally:
         bar.stop()
@@ -305,10 +162,18 @@ def run(
     return outcome
 
 
+def _calls_note(agents: Mapping[str, BuiltAgent]) -> str:
+    calls = sum(b.stats.conversations for b in agents.values() if b.stats is not None)
+    hits = sum(b.cache.hits for b in agents.values() if b.cache is not None)
+    return f"model calls {calls}, cache hits {hits}" if any(b.stats for b in agents.values()) else ""
+
+
 # -- command line -------------------------------------------------------------------------------
 
 
 def _help_epilog() -> str:
+    from agents.llm.factory import LOCAL_OPTIONS, SPEC_FORMS
+    from agents.registry import AGENT_KINDS
     from runs.config import Budget, LLMSettings
 
     lines = ["config keys (YAML file, or --set KEY=VALUE; defaults in brackets):"]
@@ -318,15 +183,11 @@ def _help_epilog() -> str:
                 continue
             default = f.default_factory() if f.default_factory is not None else f.default
             lines.append(f"  {prefix + name:22s} {f.description or ''} [{default}]")
-    lines += ["", "agent specs:"] + [f"  {k}" for k in AGENT_KINDS]
-    from agents.llm.factory import LOCAL_OPTIONS, SPEC_FORMS
-
+    lines += ["", "agent specs (every environment):"] + [f"  {k}" for k in AGENT_KINDS]
     lines += [
         "  backend specs: " + "; ".join(SPEC_FORMS),
         "  local backend options after '?' (llm:embedded?dtype=bfloat16&max_batch_tokens=2048): "
         + ", ".join(LOCAL_OPTIONS),
-    ]
-    lines += [
         "",
         f"presets (runs/configs): {', '.join(sorted(p.stem for p in CONFIG_DIR.glob('*.yaml')))}",
         "",
@@ -334,12 +195,14 @@ def _help_epilog() -> str:
         "  python -m runs.evaluate                      # default: paper protocol, embedded model, small",
         "  python -m runs.evaluate --paper --name paper # the paper's settings (10 trials, generate)",
         "  python -m runs.evaluate --agents scripted:random scripted:ideal:prosocial --trials 50",
-        "  python -m runs.evaluate --orders fixed reversed permuted --set llm.mode=logprob",
+        "  python -m runs.evaluate --scenario prisoners_dilemma_repeated --agents '*=llm:embedded'",
+        "  python -m runs.evaluate --scenario my_game.yaml --agents cooperators=scripted:random",
         "  python -m runs.evaluate --resume results/paper  # finish a killed run",
         "  python -m runs.report results/paper           # re-score and re-plot, no model",
         "",
-        "exit status: 0 done, 1 model/backend failure (finished episodes kept), 2 bad config or",
-        "arguments (nothing written), 130 interrupted (finished episodes kept).",
+        "exit status: 0 done, 1 model/backend failure (finished episodes kept), 2 bad config, arguments",
+        "or run directory (nothing written), 3 budget reached (finished episodes kept; raise --max-calls",
+        "and --resume), 130 interrupted (finished episodes kept).",
     ]
     return "\n".join(lines)
 
@@ -347,9 +210,9 @@ def _help_epilog() -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m runs.evaluate",
-        description="Evaluate agents on SVO instruments told to hold a value (arXiv 2305.17147), with "
-        "resume, response cache, statistics and plots. Without arguments: the default preset "
-        "(runs/configs/default.yaml, the paper's protocol on the embedded model at a small size).",
+        description="Evaluate agents on SVO instruments and social dilemmas told to hold a value (arXiv "
+        "2305.17147), with resume, response cache, statistics and plots. Without arguments: the default "
+        "preset (runs/configs/default.yaml, the paper's protocol on the embedded model at a small size).",
         epilog=_help_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -359,8 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument(
         "--preset", metavar="NAME", help="a shipped config in runs/configs (default, paper, scripted...)"
     )
-    src.add_argument("--resume", metavar="DIR", help="finish the run in DIR with the config in its manifest")
-    p.add_argument("--agents", nargs="+", metavar="SPEC", help="agent specs (see below)")
+    src.add_argument(
+        "--resume", metavar="DIR", help="finish the run in DIR with the config it was started with"
+    )
+    p.add_argument("--agents", nargs="+", metavar="SPEC", help="agent specs (scenario runs: TARGET=SPEC)")
     p.add_argument(
         "--values", nargs="+", metavar="VALUE", help="altruistic prosocial individualistic competitive"
     )
@@ -379,9 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threads", type=int, help="torch CPU threads for local models (1 is fastest on a busy CPU)"
     )
-    p.add_argument(
-        "--scenario", metavar="ID", help="run a multi-agent scenario (runs.multi) instead of the grid"
-    )
+    p.add_argument("--scenario", metavar="ID_OR_PATH", help="play a dilemma scenario (id or YAML path)")
+    p.add_argument("--rounds", type=int, help="scenario runs: rounds per episode")
     p.add_argument("--name", help="run name: results/<name> (an existing run of that name is resumed)")
     p.add_argument("--results-dir", metavar="DIR", help="parent folder of run directories [results]")
     p.add_argument("--run-dir", metavar="DIR", help="exact run directory (resumed if it holds a run)")
@@ -410,6 +274,7 @@ _FLAG_KEYS = {
     "batch_size": "batch_size",
     "threads": "threads",
     "scenario": "scenario",
+    "rounds": "rounds",
     "name": "name",
     "results_dir": "results_dir",
 }
@@ -437,17 +302,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def resolve(args: argparse.Namespace) -> tuple[RunConfig, Path, str]:
     """Config, run directory and a sentence saying where the config came from."""
     if args.resume:
-        store = RunStore(Path(args.resume))
-        if not store.exists():
-            raise ConfigError(
-                f"--resume {args.resume}: no {store.manifest_path.name} there (not a run directory)"
-            )
-        base = store.read_manifest()["config"]
-        source = f"the manifest of {args.resume}"
+        store = RunStore.read(args.resume)
+        base, source = store.config(), f"the run in {args.resume}"
+        store.close()
     elif args.config:
         base, source = read_yaml(args.config), args.config
     else:
-        name = "paper" if args.paper else (args.preset or "default")
+        name = "paper" if args.paper else (args.preset or ("scenario" if args.scenario else "default"))
         path = preset_path(name)
         base, source = read_yaml(path), f"preset {name} ({path.relative_to(CONFIG_DIR.parents[1])})"
     over = _overrides(args)
@@ -483,10 +344,9 @@ def _llm_kwargs(config: RunConfig) -> dict[str, Any]:
     }
 
 
-def _set_threads(config: RunConfig) -> None:
-    """Apply `threads` to torch when a model agent will use it (a speed setting only: with 2 threads
-    on a CPU shared with other jobs, torch's spinning threads run many times slower than 1)."""
-    if config.threads is None or not any(a.startswith(("llm:", "rl:")) for a in config.agents):
+def _set_threads(config: RunConfig, specs: Sequence[str]) -> None:
+    """Apply `threads` to torch when a model agent will use it (a speed setting only)."""
+    if config.threads is None or not any(a.startswith(("llm:", "rl:")) for a in specs):
         return
     try:
         import torch
@@ -495,169 +355,136 @@ def _set_threads(config: RunConfig) -> None:
     torch.set_num_threads(config.threads)
 
 
-def _check_resume(store: RunStore, config: RunConfig) -> None:
-    manifest = store.read_manifest()
-    rule = manifest.get("seeds", {}).get("episode_seed")
-    if rule is not None and rule != EPISODE_SEED_RULE:
-        commit = manifest.get("code", {}).get("commit") or "the commit in its manifest"
-        raise ConfigError(
-            f"{store.dir}: planned with episode seeds {rule}; this version uses {EPISODE_SEED_RULE} "
-            f"(option orders of a trial are paired), so its episodes would not match: finish it with "
-            f"the code that started it ({commit}), or start a new run"
+def _specs(config: RunConfig) -> list[str]:
+    """Every distinct agent spec the run will build."""
+    if config.scenario is None:
+        return list(config.agents)
+    from runs.episodes import seat_specs
+
+    return list(dict.fromkeys(s.spec for s in seat_specs(config).values()))
+
+
+def _describe_plan(config: RunConfig, n: int) -> str:
+    llm = uses_llm(_specs(config))
+    tail = f"; LLM mode {config.llm.mode}, temperature {config.llm.temperature}" if llm else ""
+    if config.scenario:
+        who = ", ".join(config.agents) if config.agents else "its own population"
+        return (
+            f"scenario {config.scenario} with {who} x goal {config.goal} x {config.trials} trial(s) x orders "
+            f"{config.orders} = {n} episodes{tail}"
         )
-    old = manifest.get("config", {})
-    new = config.resume_view()
-    diff = [k for k in new if old.get(k) != new[k]]
-    if diff:
-        lines = [f"{store.dir}: holds a run with a different config; differing keys:"]
-        lines += [f"  {k}: run has {old.get(k)!r}, now {new[k]!r}" for k in diff]
-        lines.append("use another --name/--run-dir, or --resume DIR to finish that run as configured")
-        raise ConfigError("\n".join(lines))
+    return (
+        f"{len(config.agents)} agent(s) {config.agents} x {len(config.values or [1] * 4)} values x goal {config.goal} x "
+        f"{config.trials} trial(s) x {config.instruments} x orders {config.orders} = {n} episodes{tail}"
+    )
+
+
+def _manifest(config: RunConfig, argv: Sequence[str]) -> dict[str, Any]:
+    from agents.registry import is_deterministic
+
+    return {
+        "config": config.model_dump(mode="json"),
+        "seeds": {"base": config.seed, "episode_seed": EPISODE_SEED_RULE},
+        "code": code_version(),
+        "environment": environment(),
+        "deterministic": {s: is_deterministic(s, config.llm.temperature) for s in _specs(config)},
+        "command": ["python", "-m", "runs.evaluate", *argv],
+    }
+
+
+def _build_agents(config: RunConfig, run_dir: Path) -> dict[str, BuiltAgent]:
+    cache_path = _cache_path(config, run_dir)
+    specs = _specs(config)
+    llm = _llm_kwargs(config) if uses_llm(specs) else None
+    budget = config.budget.model_dump()
+    built = {s: build(s, llm=llm, cache_path=cache_path, budget=budget) for s in specs}
+    _check_policy_spaces(config, built)
+    return built
+
+
+def _check_policy_spaces(config: RunConfig, built: Mapping[str, BuiltAgent]) -> None:
+    """Refuse a trained policy whose spaces don't fit the envs it would play."""
+    from agents.rl import PolicyAgent
+
+    rl = {s: b.agent for s, b in built.items() if isinstance(b.agent, PolicyAgent)}
+    if not rl:
+        return
+    if config.scenario is None:
+        from envs.svo import SVOEnv
+
+        for agent in rl.values():
+            for instrument in config.instruments:
+                agent.check_env(SVOEnv(instrument=instrument, items=config.items))
+        return
+    from envs.dilemmas import make_env
+    from runs.episodes import seat_specs
+    from scenarios.dilemmas import load_dilemma
+
+    env = make_env(load_dilemma(config.scenario), **({"rounds": config.rounds} if config.rounds else {}))
+    for p, seat in seat_specs(config).items():
+        if seat.spec in rl:
+            rl[seat.spec].check_env(env, p)
 
 
 def _err(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
 
 
-def _describe_plan(config: RunConfig) -> str:
-    if config.scenario:
-        return f"multi-agent scenario {config.scenario!r} with agents {config.agents}, seed {config.seed}"
-    return (
-        f"{len(config.agents)} agent(s) {config.agents} x {len(config.values)} values x goal {config.goal} x "
-        f"{config.trials} trial(s) x {config.instruments} x orders {config.orders} = {config.n_episodes()} episodes"
-        + (
-            f"; LLM mode {config.llm.mode}, temperature {config.llm.temperature}"
-            if any(a.startswith("llm:") for a in config.agents)
-            else ""
-        )
-    )
-
-
-def _check_policy_spaces(config: RunConfig, built: dict[str, BuiltAgent]) -> None:
-    """Refuse, before anything is written, a trained policy whose spaces don't fit an instrument."""
-    from envs.svo import SVOEnv
-
-    for spec, b in built.items():
-        check = getattr(b.agent, "check_env", None)
-        if spec.startswith("rl:") and check is not None:
-            for instrument in config.instruments:
-                check(SVOEnv(instrument=instrument, items=config.items))
-
-
 DEFAULT_NOTE = (
     "No config file or preset given: running the default preset (runs/configs/default.yaml): the paper's protocol on the "
     "embedded SmolLM2-135M, 4 values x goal on/off x 1 trial, in the paper's fixed option order and "
-    "reversed (the position-bias check), logprob answers; about 3 minutes and under 2 GB of memory on "
+    "reversed (the position-bias check), logprob answers; about 2 minutes and under 2 GB of memory on "
     "2 CPU cores (measured). --paper runs the paper's full settings (10 trials, fixed order, free text)."
 )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        config, run_dir, source = resolve(args)
-        store = RunStore(run_dir)
-        resuming = store.exists()
-        if resuming:
-            _check_resume(store, config)
-        elif run_dir.exists() and any(run_dir.iterdir()):
-            raise ConfigError(f"{run_dir}: exists, is not empty and holds no {store.manifest_path.name}")
-    except (ConfigError, StoreError) as err:
-        _err(str(err))
-        return EXIT_USAGE
+def _prepare(args: argparse.Namespace, argv: Sequence[str]) -> tuple[RunConfig, Path, str]:
+    """Resolve and check the config (ConfigError/StoreError: exit 2, nothing written)."""
+    config, run_dir, source = resolve(args)
+    check_run(config)
     plain = set(_overrides(args)) <= {"name", "results_dir", "cache", "batch_size", "threads"}
-    if plain and not (args.config or args.paper or args.preset or args.resume):
+    if plain and not (args.config or args.paper or args.preset or args.resume or args.scenario):
         print(DEFAULT_NOTE, file=sys.stderr)
-    print(f"config: {source}\nplan: {_describe_plan(config)}\nrun directory: {run_dir}", file=sys.stderr)
-    if args.dry_run:
-        return EXIT_OK
-    _set_threads(config)
-    try:
-        cache_path = _cache_path(config, run_dir)
-        llm = _llm_kwargs(config) if any(a.startswith("llm:") for a in config.agents) else None
-        built = {
-            s: build_agent(s, llm=llm, cache_path=cache_path, budget=config.budget.model_dump())
-            for s in config.agents
-        }
-        if not config.scenario:
-            _check_policy_spaces(config, built)
-    except (AgentSpecError, ConfigError) as err:
-        _err(str(err))
-        return EXIT_USAGE
-    except Exception as err:  # a backend that cannot start (missing key, missing file): nothing written
-        from agents.llm.backend import BackendError
+    n = len(plan(config))
+    print(f"config: {source}\nplan: {_describe_plan(config, n)}\nrun directory: {run_dir}", file=sys.stderr)
+    return config, run_dir, source
 
-        if isinstance(err, (BackendError, ImportError, FileNotFoundError, ValueError)):
-            _err(f"cannot build the agents: {err}")
-            return EXIT_USAGE
-        raise
-    if config.scenario:
-        return _run_scenario(config, run_dir, built)
 
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def _term(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    try:
-        store.lock()
-    except StoreError as err:
-        _err(str(err))
-        return EXIT_USAGE
-    signal.signal(signal.SIGTERM, _term)
-    if not resuming:
-        store.write_manifest(
-            {
-                "config": config.model_dump(mode="json"),
-                "seeds": {
-                    "base": config.seed,
-                    "episode_seed": EPISODE_SEED_RULE,
-                },
-                "code": code_version(),
-                "environment": environment(),
-                "agents": {s: b.describe() for s, b in built.items()},
-                "deterministic": {s: is_deterministic(s, config.llm.temperature) for s in config.agents},
-                "command": ["python", "-m", "runs.evaluate", *argv],
-            }
-        )
-    recovery = store.open()
-    if recovery.torn_bytes or recovery.orphan_decisions:
-        print(
-            f"recovered: cut {recovery.torn_bytes} bytes of torn lines and {recovery.orphan_decisions} decision "
-            "line(s) of an unfinished episode",
-            file=sys.stderr,
-        )
-    sessions = (
-        sum(1 for _ in (run_dir / "sessions.jsonl").open()) if (run_dir / "sessions.jsonl").is_file() else 0
+def _claim(config: RunConfig, run_dir: Path, argv: Sequence[str], resume: bool) -> tuple[RunStore, bool]:
+    session = {
+        "code": code_version(),
+        "command": ["python", "-m", "runs.evaluate", *argv],
+        "budget": config.budget.model_dump(),
+        "batch_size": config.batch_size,
+    }
+    return RunStore.claim(
+        run_dir,
+        config=config.model_dump(mode="json"),
+        resume_view=config.resume_view(),
+        manifest=_manifest(config, argv),
+        session=session,
+        must_exist=resume,
     )
-    t0 = time.time()
-    try:
-        outcome = run(config, store, built, progress=not args.no_progress, session=sessions)
-    finally:
-        store.close()
-        signal.signal(signal.SIGTERM, previous)
-    elapsed = time.time() - t0
-    store.log_session(
+
+
+def _finish(store: RunStore, run_dir: Path, outcome: RunOutcome, elapsed: float) -> int:
+    from runs.report import print_table, write_reports
+
+    store.end_session(
         {
-            "session": sessions,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)),
             "seconds": round(elapsed, 3),
-            "code": code_version(),
             "new_episodes": outcome.new,
             "done": outcome.done,
             "planned": outcome.planned,
             "model_calls": outcome.model_calls,
             "cache_hits": outcome.cache_hits,
             "interrupted": outcome.interrupted,
+            "budget_reached": outcome.budget,
             "error": outcome.error,
-            "config": config.model_dump(mode="json"),
         }
     )
-    from runs.report import print_table, write_reports
-
-    summary = write_reports(run_dir)
+    store.export()
+    summary = write_reports(run_dir, store=store)
     print_table(summary)
     print(
         f"{outcome.new} new episode(s) in {elapsed:.1f} s; {outcome.done}/{outcome.planned} done; "
@@ -670,51 +497,81 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    if outcome.budget:
+        _err(
+            f"{outcome.error}\nfinished episodes are kept; raise the budget and run: python -m runs.evaluate --resume {run_dir} --max-calls N"
+        )
+        return EXIT_BUDGET
     if outcome.error:
         _err(
-            f"{outcome.error}\nfinished episodes are kept; fix the cause and run: python -m runs.evaluate "
-            f"--resume {run_dir}"
+            f"{outcome.error}\nfinished episodes are kept; fix the cause and run: python -m runs.evaluate --resume {run_dir}"
         )
         return EXIT_FAILED
     return EXIT_OK
 
 
-def _run_scenario(config: RunConfig, run_dir: Path, built: Mapping[str, BuiltAgent]) -> int:
-    """Multi-agent hook: hand the agents to runs.multi.evaluate_scenario and save what it returns."""
-    import json
+def _interruptible(fn: Callable[[], int]) -> int:
+    """Run `fn` with SIGTERM turned into KeyboardInterrupt; an interrupt anywhere exits 130."""
+    previous = signal.getsignal(signal.SIGTERM)
 
+    def _term(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
     try:
-        from runs.multi import evaluate_scenario
-    except ImportError as err:
-        _err(f"--scenario {config.scenario}: multi-agent scenarios need runs.multi.evaluate_scenario: {err}")
-        return EXIT_USAGE
-    existed = run_dir.exists()
+        return fn()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    return _interruptible(lambda: _main(args, argv))
+
+
+def _main(args: argparse.Namespace, argv: Sequence[str]) -> int:
     try:
-        result = evaluate_scenario(
-            config.scenario,
-            {s: b.agent for s, b in built.items()},
-            run_dir,
-            config.seed,
-            config.model_dump(mode="json"),
-        )
-    except ValueError as err:  # unknown scenario id or options (ScenarioError is a ValueError)
-        if not existed and run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()
-        _err(f"--scenario {config.scenario}: {err}")
+        config, run_dir, _ = _prepare(args, argv)
+    except (ConfigError, StoreError) as err:
+        _err(str(err))
         return EXIT_USAGE
-    store = RunStore(run_dir)
-    if not store.exists():
-        store.write_manifest(
-            {
-                "config": config.model_dump(mode="json"),
-                "code": code_version(),
-                "environment": environment(),
-                "agents": {s: b.describe() for s, b in built.items()},
-            }
-        )
-    (run_dir / "scenario_summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(json.dumps(result, indent=2, default=str))
-    return EXIT_OK
+    if args.dry_run:
+        return EXIT_OK
+    try:
+        store, created = _claim(config, run_dir, argv, bool(args.resume))
+    except StoreError as err:
+        _err(str(err))
+        return EXIT_USAGE
+    try:
+        return _work(config, run_dir, store, created, progress=not args.no_progress)
+    finally:
+        store.close()
+
+
+def _work(config: RunConfig, run_dir: Path, store: RunStore, created: bool, *, progress: bool) -> int:
+    from agents.registry import AgentSpecError
+
+    _set_threads(config, _specs(config))
+    try:
+        built = _build_agents(config, run_dir)
+    except Exception as err:  # a backend that cannot start (missing key or file), a policy that does not fit
+        from agents.llm.backend import BackendError
+
+        if not isinstance(err, (AgentSpecError, BackendError, ConfigError, ImportError, OSError, ValueError)):
+            raise
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        _err(f"cannot build the agents: {err}" + ("" if created else f"; the run in {run_dir} is unchanged"))
+        return EXIT_USAGE
+    if created:
+        store.set_meta("agents", {s: b.describe() for s, b in built.items()})
+    t0 = time.time()
+    outcome = run(config, store, built, progress=progress)
+    return _finish(store, run_dir, outcome, time.time() - t0)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""The run's figures: the paper's radar of value rationality, and SVO angles against the slider's
-category bands. Both read a summary (runs.report.summarise) and are written with matplotlib's Agg
-backend (no display needed)."""
+"""The run's figures: the paper's radar of value rationality and SVO angles against the slider's
+category bands (instrument runs); a scenario's graph coloured by each player's fitted angle and its
+cooperation per round (scenario runs). All read a summary (runs.summary.summarise_run) and are
+written with matplotlib's Agg backend (no display needed)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["angle_plot", "radar_plot"]
+__all__ = ["angle_plot", "graph_plot", "radar_plot", "rounds_plot"]
 
 _GOAL_STYLE = {True: ("tab:blue", "with goal prompt"), False: ("tab:orange", "without goal prompt")}
 _ORDER_LS = {"fixed": "-", "reversed": "--", "permuted": ":"}
@@ -104,7 +105,7 @@ def angle_plot(summary: dict[str, Any], episodes: Sequence[dict[str, Any]], path
     angle (x), against the slider's category bands; one panel per agent."""
     import numpy as np
 
-    from runs.report import rescore
+    from runs.summary import rescore
     from scenarios import load_instrument, load_values
     from scoring.svo import ideal_type_angle
 
@@ -173,5 +174,82 @@ def angle_plot(summary: dict[str, Any], episodes: Sequence[dict[str, Any]], path
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def graph_plot(dil: dict[str, Any], config: dict[str, Any], path: Path) -> Path | None:
+    """The scenario's players on its graph, coloured by the SVO angle fitted to each player's
+    choices (pooled over the run's conditions); players whose angle is not identified are grey."""
+    import networkx as nx
+
+    from scenarios.dilemmas import load_dilemma
+
+    d = load_dilemma(config.get("scenario") or dil["scenario"])
+    players = dil["players"]
+    if d.game in ("matrix", "slider"):
+        graph = d.graph_nodes()
+    else:
+        graph = nx.complete_graph(d.player_names())
+    angles = {p: v["angle"] for p, v in players.items()}
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    pos = nx.spring_layout(graph, seed=0) if graph.number_of_nodes() > 2 else nx.circular_layout(graph)
+    ident = [n for n in graph.nodes if angles.get(n) is not None]
+    other = [n for n in graph.nodes if angles.get(n) is None]
+    nx.draw_networkx_edges(graph, pos, ax=ax, alpha=0.4)
+    if ident:
+        nodes = nx.draw_networkx_nodes(
+            graph, pos, nodelist=ident, node_color=[angles[n] for n in ident], cmap=plt.get_cmap("coolwarm_r"),
+            vmin=-45, vmax=90, ax=ax,
+        )  # fmt: skip
+        fig.colorbar(nodes, ax=ax, label="fitted SVO angle (degrees)")
+    if other:
+        nx.draw_networkx_nodes(
+            graph, pos, nodelist=other, node_color="white", edgecolors="0.4", linewidths=1.2, node_shape="s",
+            ax=ax, label="angle not identified",
+        )  # fmt: skip
+        ax.legend(loc="lower left", fontsize=8)
+    nx.draw_networkx_labels(
+        graph, pos, labels={n: str(n).split("_")[-1] for n in graph.nodes}, font_size=7, ax=ax
+    )
+    ax.set_title(f"{d.name}: fitted SVO angle per player", fontsize=10)
+    ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def rounds_plot(dil: dict[str, Any], path: Path) -> Path | None:
+    """Cooperation per round, one line per seat cell (group, value, goal, order...)."""
+    cells = [c for c in dil["cells"] if any(x is not None for x in c["cooperation_by_round"])]
+    if not cells:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for c in cells:
+        ys = [float("nan") if y is None else y for y in c["cooperation_by_round"]]
+        label = f"{c['group']} ({c['value'] or '-'}, goal {'on' if c['goal'] else 'off'}, {c['order']}, {c['framing']})"
+        ax.plot(
+            range(1, len(ys) + 1),
+            ys,
+            marker="o",
+            ms=3,
+            lw=1.2,
+            ls=_ORDER_LS.get(c["order"], "-"),
+            label=label,
+        )
+    ax.set(
+        xlabel="round",
+        ylabel="mean cooperation (0-1)",
+        ylim=(-0.05, 1.05),
+        title=f"{dil['scenario']}: cooperation by round",
+    )
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -1,8 +1,10 @@
-"""python -m runs.report DIR: re-score a run's episodes, recompute its statistics, re-plot.
+"""python -m runs.report DIR [--html]: re-score any run (instrument or scenario) from its store and
+rewrite its summaries, exports and plots. Needs no model.
 
-Needs no model: the episodes' canonical choices are re-scored with scoring.score_episode, grouped
-into cells (agent, instrument, value, goal, option order), and summarised with scoring.stats.
-Writes summary.json, summary.csv, summary.md and the plots into the run directory.
+Writes into the run directory: summary.json, summary.csv (instrument cells), dilemma.csv (scenario
+seat cells), summary.md, manifest.json, episodes.jsonl and decisions.jsonl (exports of the store),
+and the plots (radar.png and angles.png for instruments; graph.png and rounds.png for scenarios).
+A directory that is missing or holds no run is refused with exit status 2 and nothing written.
 """
 
 from __future__ import annotations
@@ -11,224 +13,14 @@ import argparse
 import csv
 import json
 import sys
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from runs.store import RunStore, StoreError
+from runs.summary import summarise_run
 
-from runs.store import DECISIONS, RunStore, StoreError, read_jsonl
-from scenarios import load_instrument
-from scoring import svo
-from scoring.episode import score_episode
-from scoring.stats import cell_summary, distinct_indices, goal_effect, position_bias, stable_seed
-
-__all__ = ["main", "print_table", "rescore", "summarise", "write_reports"]
-
-CELL_KEYS = ("agent", "instrument", "prompt_set", "framing", "value", "goal", "order")
-
-
-def _cell_key(ep: dict[str, Any]) -> tuple:
-    defaults = {"prompt_set": "paper", "framing": "none"}
-    return tuple(ep.get(k, defaults.get(k)) for k in CELL_KEYS)
-
-
-def _replace(key: tuple, field: str, value: Any) -> tuple:
-    k = list(key)
-    k[CELL_KEYS.index(field)] = value
-    return tuple(k)
-
-
-def rescore(episode: dict[str, Any]) -> dict[str, Any]:
-    """Score one stored episode again from its canonical choices."""
-    inst = load_instrument(episode["instrument"])
-    if inst.scoring == "slider":
-        inst = inst.subset(episode.get("items", "primary"))
-    choices = {int(k): v for k, v in episode["choices"].items()}
-    return score_episode(inst, choices, target_value=episode["value"])
-
-
-def _obs_key(ep: dict[str, Any]) -> str:
-    return json.dumps([ep.get("shown_orders"), ep["choices"]], sort_keys=True)
-
-
-def decision_evidence(decisions: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per episode key: how each answer was obtained (the policy's record "method": strict,
-    extractor, reask, logprob, invalid...) and, in logprob mode, the expected SVO angle from the
-    expected allocations (None unless every item has one)."""
-    out: dict[str, dict[str, Any]] = {}
-    for d in decisions:
-        e = out.setdefault(d["episode"], {"methods": defaultdict(int), "alloc": [], "n": 0})
-        rec = d.get("record") or {}
-        e["methods"][str(rec.get("method", "unrecorded"))] += 1
-        e["n"] += 1
-        if rec.get("expected_allocation") is not None:
-            e["alloc"].append(rec["expected_allocation"])
-    result = {}
-    for key, e in out.items():
-        angle = None
-        if e["alloc"] and len(e["alloc"]) == e["n"]:
-            a = np.asarray(e["alloc"], dtype=np.float64)
-            angle = float(svo.svo_angle(a[:, 0], a[:, 1]))
-        result[key] = {"methods": dict(e["methods"]), "expected_angle": angle}
-    return result
-
-
-def summarise(
-    manifest: dict[str, Any],
-    episodes: Sequence[dict[str, Any]],
-    evidence: dict[str, dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Cells, goal effects, position bias and per-agent overall rows from re-scored episodes.
-
-    evidence: `decision_evidence` of the run's decisions (answer methods, expected angles).
-    """
-    evidence = evidence or {}
-    cfg = manifest.get("config", {})
-    n_boot, level = int(cfg.get("n_boot", 2000)), float(cfg.get("ci_level", 0.95))
-    base_seed, conv = int(cfg.get("seed", 0)), cfg.get("convention", "interval")
-    deterministic = manifest.get("deterministic", {})
-    scored, mismatched = [], 0
-    for ep in episodes:
-        s = rescore(ep)
-        if ep.get("score") is not None and json.dumps(ep["score"], sort_keys=True) != json.dumps(
-            s, sort_keys=True
-        ):
-            mismatched += 1
-        scored.append((ep, s))
-    groups: dict[tuple, list] = defaultdict(list)
-    for ep, s in scored:
-        groups[_cell_key(ep)].append((ep, s))
-    rank = {
-        k: {v: i for i, v in enumerate(cfg.get(k, []))}
-        for k in ("agents", "prompt_sets", "framings", "values", "orders")
-    }
-
-    def sort_key(k: tuple) -> tuple:
-        a, i, ps, fr, v, g, o = k
-        return (
-            rank["agents"].get(a, 99),
-            a,
-            i,
-            rank["prompt_sets"].get(ps, 99),
-            ps,
-            rank["framings"].get(fr, 99),
-            fr,
-            rank["values"].get(v, 99),
-            not g,
-            rank["orders"].get(o, 99),
-            o,
-        )
-
-    cells = []
-    by_key: dict[tuple, dict[str, Any]] = {}
-    for key in sorted(groups, key=sort_key):
-        members = sorted(groups[key], key=lambda x: x[0]["trial"])
-        row = dict(zip(CELL_KEYS, key, strict=True))
-        row.update(
-            cell_summary(
-                [s for _, s in members],
-                row["value"],
-                observation_keys=[_obs_key(ep) for ep, _ in members],
-                dedupe=bool(deterministic.get(row["agent"], False)),
-                n_boot=n_boot,
-                level=level,
-                seed=stable_seed(base_seed, "cell", *key),
-            )
-        )
-        use = members
-        if row["deduplicated"]:
-            keep = distinct_indices([_obs_key(ep) for ep, _ in members])
-            use = [members[i] for i in keep]
-        row["_used"] = [s.get("angle") for _, s in use if s.get("angle") is not None]
-        methods: dict[str, int] = defaultdict(int)
-        for ep, _ in members:
-            for m, k in evidence.get(ep["key"], {}).get("methods", {}).items():
-                methods[m] += k
-        n_dec = sum(methods.values())
-        row["answer_methods"] = {m: {"k": k, "n": n_dec} for m, k in sorted(methods.items())}
-        expected = [evidence.get(ep["key"], {}).get("expected_angle") for ep, _ in use]
-        expected = [x for x in expected if x is not None]
-        row["expected_angle_mean"] = round(float(np.mean(expected)), 6) if expected else None
-        row["n_expected_angle"] = len(expected)
-        cells.append(row)
-        by_key[key] = row
-
-    effects, biases = [], []
-    for key, c in by_key.items():
-        if not c["goal"]:
-            continue
-        off = by_key.get(_replace(key, "goal", False))
-        if off is None:
-            continue
-        e = goal_effect(
-            _used_angles(c),
-            _used_angles(off),
-            c["value"],
-            conv,
-            n_boot=n_boot,
-            level=level,
-            seed=stable_seed(base_seed, "goal", *key),
-        )
-        if e is not None:
-            effects.append({**{k: c[k] for k in CELL_KEYS if k != "goal"}, **e})
-    seen = set()
-    for key, c in by_key.items():
-        k = _replace(key, "order", None)
-        if k in seen:
-            continue
-        seen.add(k)
-        by_order = {
-            x["order"]: _used_angles(x) for kk, x in by_key.items() if _replace(kk, "order", None) == k
-        }
-        b = position_bias(by_order, n_boot=n_boot, level=level, seed=stable_seed(base_seed, "order", *k))
-        if b is not None:
-            biases.append({**{f: c[f] for f in CELL_KEYS if f != "order"}, **b})
-    overall = _overall(cells, conv)
-    for c in cells:
-        c.pop("_used", None)
-    return {
-        "run": manifest.get("config", {}).get("name"),
-        "convention": conv,
-        "n_episodes": len(episodes),
-        "rescored_mismatches": mismatched,
-        "cells": cells,
-        "overall": overall,
-        "goal_effect": effects,
-        "position_bias": biases,
-    }
-
-
-def _used_angles(cell: dict[str, Any]) -> list[float]:
-    """Angles the cell's statistics used (first of each distinct observation when deduplicated)."""
-    return cell["_used"]
-
-
-def _overall(cells: list[dict[str, Any]], conv: str) -> list[dict[str, Any]]:
-    """Mean 0-60 rationality over values per (agent, instrument, prompt set, framing, goal, order)."""
-    fields = [k for k in CELL_KEYS if k != "value"]
-    groups: dict[tuple, list] = defaultdict(list)
-    for c in cells:
-        groups[tuple(c[k] for k in fields)].append(c)
-    out = []
-    for key, cs in groups.items():
-        ok = [c.get(f"rationality_{conv}") for c in cs if c.get(f"rationality_{conv}") is not None]
-        hit_k = sum(c["hit"]["k"] for c in cs if c.get("hit"))
-        hit_n = sum(c["hit"]["n"] for c in cs if c.get("hit"))
-        inv_k = sum(c["invalid"]["k"] for c in cs)
-        inv_n = sum(c["invalid"]["n"] for c in cs)
-        out.append(
-            {
-                **dict(zip(fields, key, strict=True)),
-                "n_values": len(cs),
-                "n_values_scored": len(ok),
-                f"mean_rationality_{conv}": round(sum(ok) / len(ok), 3) if ok else None,
-                "hit": {"k": hit_k, "n": hit_n, "rate": round(hit_k / hit_n, 6) if hit_n else None},
-                "invalid": {"k": inv_k, "n": inv_n, "rate": round(inv_k / inv_n, 6) if inv_n else None},
-            }
-        )
-    return out
+__all__ = ["cell_table_rows", "dilemma_table_rows", "main", "markdown", "print_table", "write_reports"]
 
 
 def _framed(summary: dict[str, Any]) -> bool:
@@ -415,23 +207,33 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
 def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
     cfg = manifest.get("config", {})
     conv = summary["convention"]
+    who = (
+        f"scenario {cfg.get('scenario')}, agents {cfg.get('agents') or 'as written'}"
+        if cfg.get("scenario")
+        else f"agents {cfg.get('agents')}"
+    )
     out = [
         f"# SVO evaluation: {cfg.get('name') or 'run'}",
         "",
-        f"{summary['n_episodes']} episodes; agents {cfg.get('agents')}; LLM mode {cfg.get('llm', {}).get('mode')}, "
+        f"{summary['n_episodes']} episodes; {who}; LLM mode {cfg.get('llm', {}).get('mode')}, "
         f"temperature {cfg.get('llm', {}).get('temperature')}; seed {cfg.get('seed')}; "
         f"code {manifest.get('code', {}).get('commit')}{' (dirty)' if manifest.get('code', {}).get('dirty') else ''}.",
-        "",
-        "Angle: mean SVO angle over trials (degrees) with a percentile bootstrap 95% interval. "
-        "Rationality: the study's 0-60 scale, max(0, 60 - distance) of the mean angle to the target value's "
-        "category interval (`interval`, default) or ideal-type angle (`ideal`). n (distinct): episodes "
-        "(distinct observations; deterministic agents count each distinct observation once). "
-        "Every rate is k/n.",
-        "",
-        "## Cells",
-        "",
-        _md_table(*cell_table_rows(summary)),
     ]
+    if summary["cells"]:
+        out += [
+            "",
+            "Angle: mean SVO angle over trials (degrees) with a 95% interval. "
+            "Rationality: the study's 0-60 scale, max(0, 60 - distance) of the mean angle to the target value's "
+            "category interval (`interval`, default) or ideal-type angle (`ideal`). n (distinct): episodes "
+            "(distinct observations; deterministic agents count each distinct observation once). "
+            "Every rate is k/n.",
+            "",
+            "## Cells",
+            "",
+            _md_table(*cell_table_rows(summary)),
+        ]
+    if summary.get("dilemma"):
+        out += _dilemma_md(summary["dilemma"])
     show = _framed(summary)
     pf_head = ["prompt set", "framing"] if show else []
     if summary["overall"]:
@@ -532,29 +334,114 @@ def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_reports(run_dir: str | Path, plots: bool = True) -> dict[str, Any]:
-    """Re-score the run in `run_dir` and write summary.json/.csv/.md and the plots; return the summary."""
-    run_dir = Path(run_dir)
-    store = RunStore(run_dir)
-    if not store.exists():
-        raise StoreError(f"{run_dir}: no manifest.json (not a run directory)")
-    manifest = store.read_manifest()
-    episodes = store.episodes()
-    summary = summarise(manifest, episodes, decision_evidence(read_jsonl(run_dir / DECISIONS)))
-    if plots and episodes:
-        from runs.plots import angle_plot, radar_plot
+def dilemma_table_rows(dil: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a scenario's seat cells."""
+    head = ["group", "agent", "value", "goal", "order", "prompt set", "framing", "players", "cooperation",
+            "mean payoff", "fitted angle", "fit", "rationality 0-60 (interval)", "invalid k/n"]  # fmt: skip
+    rows = []
+    for c in dil["cells"]:
+        coop = c["cooperation"]
+        coop_s = f"{coop['k']}/{coop['n']}" if "k" in coop else f"{_fmt(coop['mean'], 3)} (n={coop['n']})"
+        fit = c["fit"]
+        rows.append(
+            [c["group"], _short(c["agent"]), str(c["value"] or "-"), "on" if c["goal"] else "off", c["order"],
+             c["prompt_set"], c["framing"], str(c["n_players"]), coop_s, _fmt(c["mean_payoff"], 2),
+             _fmt(fit.get("angle")), str(fit.get("status")), _fmt(c.get("rationality_interval")), _kn(c["invalid"])]
+        )  # fmt: skip
+    return head, rows
 
-        made = [
+
+def _dilemma_md(dil: dict[str, Any]) -> list[str]:
+    out = ["", f"## Scenario {dil['scenario']} ({dil['game']}, {dil['n_episodes']} episodes)", ""]
+    pop = dil["population"]
+    out.append(
+        f"Population: cooperation {_fmt(pop['cooperation']['mean'], 3)} (n={pop['cooperation']['n']}), "
+        f"mean payoff {_fmt(pop['mean_payoff'], 3)}, invalid {_kn(pop['invalid'])}."
+    )
+    out += ["", _md_table(*dilemma_table_rows(dil))]
+    if dil["position_bias"]:
+        out += ["", "### Position bias (action order; index = max - min over orders)", ""]
+        head = ["group", "agent", "value", "goal", "prompt set", "framing", "cooperation by order", "index",
+                "fitted angle by order", "angle index"]  # fmt: skip
+        rows = []
+        for b in dil["position_bias"]:
+            coop = ", ".join(
+                f"{o} {_fmt(v['mean'], 3)} (n={v['n']})" for o, v in b["cooperation_by_order"].items()
+            )
+            ang = ", ".join(f"{o} {_fmt(a)}" for o, a in b["angle_by_order"].items())
+            rows.append(
+                [b["group"], _short(b["agent"]), str(b["value"] or "-"), "on" if b["goal"] else "off", b["prompt_set"],
+                 b["framing"], coop, _fmt(b["cooperation_index"], 3), ang, _fmt(b["angle_index"]) if b["angle_index"] is not None else (b["angle_index_note"] or "-")]
+            )  # fmt: skip
+        out.append(_md_table(head, rows))
+    return out
+
+
+DILEMMA_COLUMNS = (
+    "scenario", "group", "agent", "value", "goal", "order", "prompt_set", "framing", "n_episodes", "n_players",
+    "invalid_k", "invalid_n", "cooperation_mean", "cooperation_k", "cooperation_n", "mean_payoff", "fit_angle",
+    "fit_status", "fit_slider_angle", "rationality_interval", "rationality_ideal",
+)  # fmt: skip
+
+
+def _dilemma_flat(c: dict[str, Any]) -> dict[str, Any]:
+    row = {k: c.get(k) for k in DILEMMA_COLUMNS}
+    row["invalid_k"], row["invalid_n"] = c["invalid"]["k"], c["invalid"]["n"]
+    row["cooperation_mean"], row["cooperation_n"] = c["cooperation"]["mean"], c["cooperation"]["n"]
+    row["cooperation_k"] = c["cooperation"].get("k")
+    row["fit_angle"], row["fit_status"] = c["fit"].get("angle"), c["fit"].get("status")
+    row["fit_slider_angle"] = c["fit"].get("slider_angle")
+    return row
+
+
+def _plots(
+    run_dir: Path, summary: dict[str, Any], episodes: list[dict[str, Any]], config: dict[str, Any]
+) -> list[str]:
+    from runs.plots import angle_plot, graph_plot, radar_plot, rounds_plot
+
+    made = []
+    if summary["cells"]:
+        made += [
             radar_plot(summary, run_dir / "radar.png"),
             angle_plot(summary, episodes, run_dir / "angles.png"),
         ]
-        summary["plots"] = [str(p.name) for p in made if p is not None]
+    if summary.get("dilemma"):
+        made += [
+            graph_plot(summary["dilemma"], config, run_dir / "graph.png"),
+            rounds_plot(summary["dilemma"], run_dir / "rounds.png"),
+        ]
+    return [p.name for p in made if p is not None]
+
+
+def write_reports(run_dir: str | Path, plots: bool = True, store: RunStore | None = None) -> dict[str, Any]:
+    """Re-score the run in `run_dir` from its store; write its exports, summaries and plots."""
+    run_dir = Path(run_dir)
+    own = store is None
+    store = store or RunStore.read(run_dir)
+    try:
+        manifest = store.manifest()
+        episodes = store.episodes()
+        decisions = list(store.decisions())
+        if own:
+            store.export()
+    finally:
+        if own:
+            store.close()
+    summary = summarise_run(manifest, episodes, decisions)
+    if plots and episodes:
+        summary["plots"] = _plots(run_dir, summary, episodes, manifest.get("config", {}))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     with (run_dir / "summary.csv").open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         w.writeheader()
         for c in summary["cells"]:
             w.writerow(_flat(c))
+    if summary.get("dilemma"):
+        with (run_dir / "dilemma.csv").open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=DILEMMA_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            for c in summary["dilemma"]["cells"]:
+                w.writerow(_dilemma_flat(c))
     (run_dir / "summary.md").write_text(markdown(summary, manifest), encoding="utf-8")
     return summary
 
@@ -564,13 +451,21 @@ def print_table(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    head, rows = cell_table_rows(summary, compact=True)
-    table = Table(title=f"SVO results ({summary['n_episodes']} episodes)", show_lines=False)
-    for h in head:
-        table.add_column(h, overflow="fold")
-    for r in rows:
-        table.add_row(*r)
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    tables = []
+    if summary["cells"]:
+        tables.append(
+            (f"SVO results ({summary['n_episodes']} episodes)", *cell_table_rows(summary, compact=True))
+        )
+    if summary.get("dilemma"):
+        tables.append((f"Scenario {summary['dilemma']['scenario']}", *dilemma_table_rows(summary["dilemma"])))
+    for title, head, rows in tables:
+        table = Table(title=title, show_lines=False)
+        for h in head:
+            table.add_column(h, overflow="fold")
+        for r in rows:
+            table.add_row(*r)
+        console.print(table)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,7 +4,7 @@ Two subcommands (see --help of each):
 
 - `slider`: one Stable-Baselines3 agent per value on the SVO Slider (envs.SVOEnv, reward "utility"
   at the value's motive angle, agents.rl.MOTIVE_ANGLES). Each learned policy is then played through
-  the same scorer as LLM agents (envs.rollout.run_episodes + scoring.SVOScoring, via the
+  the same scorer as LLM agents (runs.rollout + scoring.SVOScoring, via the
   agents.rl.PolicyAgent adapter) under fixed and permuted option order.
 - `dilemma`: independent learners (one SB3 PPO per player) on a PettingZoo dilemma
   (prisoners_dilemma_repeated, public_goods, ...), every player rewarded with the utility of own
@@ -68,8 +68,8 @@ def evaluate_slider(agent: Any, value: str, orders: Sequence[str], episodes: int
     """Score an agent on the slider for `value`, like runs.evaluate does: per option order, the
     mean angle's category (the paper's rule), the per-episode hit rate and value rationality."""
     from agents.base import EpisodeContext
-    from envs.rollout import run_episodes
     from envs.svo import SVOEnv
+    from runs.rollout import single
     from scoring.svo import categorise, paper_scale, value_rationality
 
     rows = []
@@ -79,7 +79,7 @@ def evaluate_slider(agent: Any, value: str, orders: Sequence[str], episodes: int
             EpisodeContext("slider", e.n_items, e.n_options, seed=_seed(seed, 7, k), value=value)
             for k, e in enumerate(envs)
         ]
-        res = run_episodes(agent, envs, ctx)
+        res = single(agent, envs, ctx)
         angles = np.array([np.nan if r.score["angle"] is None else r.score["angle"] for r in res])
         mean = float(np.nanmean(angles)) if np.isfinite(angles).any() else float("nan")
         dist = float(value_rationality(mean, value))

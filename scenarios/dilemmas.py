@@ -17,12 +17,23 @@ Built-in expression variables (besides the scenario's `variables`):
 - public_goods `payoffs.self`: `contribution` (mine), `others` (sum of the others'), `total`, `n`;
 - sequential `payoffs.<role>`: each stage's name (the value of the action chosen there).
 
+Text an LLM sees (`text.intro`, `stages[].prompt`) is a template per language (a plain string is
+English); its placeholders are the prompt set's variables ({other}, {others}, {unit}, {units},
+changed by partner and stakes framings), {rounds}, {n_players}, {n_neighbours}, the scenario's
+variables (shown times the stakes' scale) and, in stage prompts, earlier stages' names. Personas,
+partners and stakes are the framings of scenarios/data/framings.yaml, the same vocabulary as the
+SVO instruments; the decision prompt itself comes from the prompt set (`move`).
+
+Agent specs are those of agents/registry.py (one syntax for every environment).
+
 Every mistake raises `ScenarioError` naming the file and the field.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -35,41 +46,23 @@ from scenarios.expr import ExprError, compile_expr
 from scenarios.loading import DATA_DIR, ScenarioError, parse_model, read_yaml
 
 __all__ = [
-    "AGENT_KINDS",
-    "SCRIPTED_AGENTS",
     "ActionSpec",
     "AgentGroup",
     "Dilemma",
-    "Framing",
-    "FramingSet",
     "GraphSpec",
     "Stage",
+    "GameText",
     "build_graph",
     "dilemma_ids",
+    "game_text",
     "format_text",
-    "framing_set_ids",
     "load_dilemma",
     "load_dilemma_file",
-    "load_framing_set",
-    "parse_agent_spec",
     "parse_dilemma",
 ]
 
 DILEMMA_DIR = DATA_DIR / "dilemmas"
-FRAMING_DIR = DATA_DIR / "framings"
 GameKind = Literal["matrix", "slider", "public_goods", "sequential"]
-#: Agent spec prefixes: "scripted:NAME(k=v,...)", "llm:BACKEND_SPEC" (agents/llm/factory.py, e.g.
-#: llm:embedded, llm:openai:gpt-4o-mini), "rl:NAME(k=v,...)".
-AGENT_KINDS = ("scripted", "llm", "rl")
-#: Scripted agent names and the parameters each accepts (agents/dilemma.py implements them).
-SCRIPTED_AGENTS: dict[str, set[str]] = {
-    "always_cooperate": set(),
-    "always_defect": set(),
-    "tit_for_tat": set(),
-    "utility": {"angle", "temperature"},
-    "ideal": {"value"},
-}
-_SPEC = re.compile(r"^(?P<kind>[a-z]+):(?P<name>[A-Za-z0-9_./\-]+)(?:\((?P<args>.*)\))?$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BUILTINS = {
     "matrix": {"me", "partner"},
@@ -79,40 +72,6 @@ _BUILTINS = {
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-def parse_agent_spec(spec: str) -> tuple[str, str, dict[str, str]]:
-    """Split "kind:name(k=v, ...)" into (kind, name, params); ValueError says what is allowed."""
-    if spec.strip().startswith("llm:") and len(spec.strip()) > 4:
-        # everything after "llm:" is a backend spec (agents/llm/factory.py), e.g. llm:embedded
-        return "llm", spec.strip()[4:], {}
-    m = _SPEC.match(spec.strip())
-    if not m:
-        raise ValueError(f"agent spec {spec!r} is not 'kind:name' or 'kind:name(key=value,...)'")
-    kind, name, args = m["kind"], m["name"], m["args"]
-    if kind not in AGENT_KINDS:
-        raise ValueError(f"agent spec {spec!r}: kind {kind!r} unknown; allowed: {list(AGENT_KINDS)}")
-    params: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in (args or "").split(","))):
-        if "=" not in part:
-            raise ValueError(f"agent spec {spec!r}: parameter {part!r} is not key=value")
-        k, v = (s.strip() for s in part.split("=", 1))
-        params[k] = v
-    if kind == "scripted":
-        if name not in SCRIPTED_AGENTS:
-            raise ValueError(
-                f"agent spec {spec!r}: scripted agent {name!r} unknown; allowed: {sorted(SCRIPTED_AGENTS)}"
-            )
-        extra = set(params) - SCRIPTED_AGENTS[name]
-        if extra:
-            raise ValueError(
-                f"agent spec {spec!r}: unknown parameter(s) {sorted(extra)}; allowed: {sorted(SCRIPTED_AGENTS[name])}"
-            )
-        if name == "utility" and "angle" not in params:
-            raise ValueError(f"agent spec {spec!r}: scripted:utility needs angle=DEGREES")
-        if name == "ideal" and "value" not in params:
-            raise ValueError(f"agent spec {spec!r}: scripted:ideal needs value=NAME")
-    return kind, name, params
 
 
 class ActionSpec(_Frozen):
@@ -157,7 +116,8 @@ class Stage(_Frozen):
     player: str
     name: str
     actions: tuple[ActionSpec, ...]
-    prompt: str | None = None
+    #: The situation text of this move, per language (a plain string is English).
+    prompt: str | dict[str, str] | None = None
 
     @field_validator("actions", mode="before")
     @classmethod
@@ -232,9 +192,10 @@ def build_graph(spec: GraphSpec, base_dir: Path | None = None) -> nx.Graph:
 
 
 class AgentGroup(_Frozen):
-    """Players who share an agent spec (and optionally a value, framing): `count` of them, or the
-    named `players`. Groups fill the players in order; `assignment: shuffled` in the scenario
-    shuffles the order with the graph seed."""
+    """Players who share an agent spec (agents/registry.py), and optionally a value and framing
+    (framing ids of scenarios/data/framings.yaml, joined by "+"): `count` of them, or the named
+    `players`. Groups fill the players in order; `assignment: shuffled` in the scenario shuffles
+    the order with the graph seed. A group without a value takes the run's `values` axis."""
 
     name: str
     agent: str
@@ -245,7 +206,14 @@ class AgentGroup(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> AgentGroup:
-        parse_agent_spec(self.agent)
+        from agents.registry import AgentSpecError, parse_spec  # the one spec syntax
+
+        if not _IDENT.match(self.name):
+            raise ValueError(f"agent group name {self.name!r} must be an identifier (letters, digits, _)")
+        try:
+            parse_spec(self.agent)
+        except AgentSpecError as err:
+            raise ValueError(str(err)) from None
         if (self.count is None) == (self.players is None):
             raise ValueError(f"agent group {self.name!r} needs exactly one of count or players")
         if self.value is not None:
@@ -255,97 +223,135 @@ class AgentGroup(_Frozen):
                 raise ValueError(
                     f"agent group {self.name!r}: value {self.value!r} unknown; allowed: {list(VALUE_NAMES)}"
                 )
+        if self.framing is not None:
+            from scenarios.prompts import framing_ids
+
+            bad = [f for f in self.framing.split("+") if f not in framing_ids()]
+            if bad:
+                raise ValueError(
+                    f"agent group {self.name!r}: framing {bad} unknown; allowed: ids of "
+                    f"scenarios/data/framings.yaml joined by +: {framing_ids()}"
+                )
         return self
 
 
-class Framing(_Frozen):
-    """The text context of one condition: a persona (prefix), who the partner is, the currency,
-    and a stake that multiplies the amounts shown in text only (payoffs never change)."""
-
-    id: str
-    persona: str = ""
-    partner: str = "the other participant"
-    partners: str = "the other participants"
-    currency: str = "coins"
-    stake: float = Field(default=1.0, gt=0)
-    language: str = "en"
-
-
-class FramingSet(_Frozen):
-    """A named set of framings (scenarios/data/framings/<id>.yaml)."""
-
-    id: str
-    description: str = ""
-    framings: tuple[Framing, ...] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _check(self) -> FramingSet:
-        ids = [f.id for f in self.framings]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"framings: duplicate ids {ids}")
-        return self
-
-    def get(self, framing_id: str) -> Framing:
-        for f in self.framings:
-            if f.id == framing_id:
-                return f
-        raise ScenarioError(
-            f"framing {framing_id!r} not in set {self.id!r}; allowed: {[f.id for f in self.framings]}"
-        )
-
-
-def framing_set_ids() -> list[str]:
-    """Ids of the shipped framing sets."""
-    return sorted(p.stem for p in FRAMING_DIR.glob("*.yaml"))
-
-
-@cache
-def load_framing_set(set_id: str) -> FramingSet:
-    """A shipped framing set by id."""
-    from scenarios.loading import load_yaml_model
-
-    if set_id not in framing_set_ids():
-        raise ScenarioError(f"unknown framing set {set_id!r}; allowed: {framing_set_ids()}")
-    fs = load_yaml_model(FRAMING_DIR / f"{set_id}.yaml", FramingSet)
-    if fs.id != set_id:
-        raise ScenarioError(f"framings/{set_id}.yaml: field id is {fs.id!r}, must match the file name")
-    return fs
-
-
-_PLACEHOLDERS = {
-    "persona",
-    "partner",
-    "currency",
-    "rounds",
-    "round",
-    "n_players",
-    "n_neighbours",
-    "actions",
-    "options",
-    "history",
+#: Placeholders a scenario text may use besides its variables and the prompt set's variables.
+_PLACEHOLDERS = {"rounds", "n_players", "n_neighbours"}
+#: Placeholders of earlier versions -> what replaced them.
+_RENAMED = {
+    "persona": "personas are framings sent as a system message (remove {persona})",
+    "partner": "use {other} (one partner) or {others} (several), set by partner framings",
+    "currency": "use {units} (or {unit}), set by stakes framings",
 }
 
 
-def format_text(template: str, d: Dilemma, framing: Framing, **fields: Any) -> str:
-    """Fill a text template: framing fields, scenario variables (times the framing's stake), and
-    `fields` (round, options, ...). An unknown placeholder raises ScenarioError naming it."""
-    values: dict[str, Any] = {k: f"{v * framing.stake:g}" for k, v in d.variables.items()}
-    n_partners = fields.get("n_neighbours", 1)
-    values.update(
-        persona=framing.persona.strip() + " " if framing.persona.strip() else "",
-        partner=framing.partners if (n_partners or 1) > 1 or d.game == "public_goods" else framing.partner,
-        currency=framing.currency,
-        rounds=d.rounds,
-        n_players=d.n_players(),
-    )
+def text_for(text: str | dict[str, str], language: str, where: str) -> str:
+    """The template of `language` (a plain string is English), or ScenarioError naming `where`."""
+    if isinstance(text, str):
+        if language != "en":
+            raise ScenarioError(
+                f"{where}: has English text only; add a {language!r} entry to use this language"
+            )
+        return text
+    if language not in text:
+        raise ScenarioError(f"{where}: no text in {language!r}; available: {sorted(text)}")
+    return text[language]
+
+
+def text_languages(text: str | dict[str, str] | None) -> set[str]:
+    if text is None:
+        return set()
+    return {"en"} if isinstance(text, str) else set(text)
+
+
+def format_text(
+    template: str, d: Dilemma, variables: dict[str, str], scale: float = 1.0, **fields: Any
+) -> str:
+    """Fill a scenario text template: the prompt set's resolved variables (framings applied), the
+    scenario's variables times the stakes' `scale`, {rounds}, {n_players}, and `fields`
+    ({n_neighbours}, stage names...). An unknown placeholder raises ScenarioError naming it."""
+    values: dict[str, Any] = dict(variables)
+    values.update({k: f"{v * scale:g}" for k, v in d.variables.items()})
+    values.update(rounds=d.rounds, n_players=d.n_players())
     values.update(fields)
     try:
         return template.format(**values)
     except KeyError as err:
         raise ScenarioError(
             f"{d.source or d.id}: text template uses unknown placeholder {{{err.args[0]}}}; allowed: "
-            f"{sorted(_PLACEHOLDERS | set(d.variables) | {s.name for s in d.stages or ()})}"
+            f"{sorted(_PLACEHOLDERS | set(d.variables) | set(variables) | {s.name for s in d.stages or ()})}"
         ) from None
+
+
+@dataclass(frozen=True)
+class GameText:
+    """What a player of one episode is told about the game, before a prompt set (language) and
+    framings are applied: templates per language, the values to fill them with (numbers as played:
+    `rounds` is the episode's, not the file's), and the canonical action labels of each decision
+    point (one list for simultaneous games, one per stage for sequential ones)."""
+
+    scenario: str
+    intro: str | dict[str, str]
+    stage_prompts: tuple[str | dict[str, str] | None, ...]
+    stage_names: tuple[str, ...]
+    labels: tuple[tuple[str, ...], ...]
+    variables: tuple[tuple[str, float], ...]
+    rounds: int
+    n_players: int
+    n_neighbours: int
+
+    def _fill(self, template: str, variables: Mapping[str, str], scale: float, **fields: Any) -> str:
+        values: dict[str, Any] = dict(variables)
+        values.update({k: f"{v * scale:g}" for k, v in self.variables})
+        values.update(rounds=self.rounds, n_players=self.n_players, n_neighbours=self.n_neighbours)
+        values.update(fields)
+        return template.format(**values)
+
+    def intro_text(self, language: str, variables: Mapping[str, str], scale: float = 1.0) -> str:
+        """The game's description in `language`, filled with the episode's prompt variables."""
+        return self._fill(text_for(self.intro, language, f"{self.scenario}: text.intro"), variables, scale)
+
+    def stage_text(
+        self,
+        stage: int,
+        previous: Sequence[int],
+        language: str,
+        variables: Mapping[str, str],
+        scale: float = 1.0,
+    ) -> str:
+        """A sequential game's move text for `stage`, earlier stages named by the labels chosen."""
+        t = self.stage_prompts[stage]
+        if t is None:
+            return ""
+        done = {self.stage_names[i]: self.labels[i][k] for i, k in enumerate(previous[:stage]) if k >= 0}
+        where = f"{self.scenario}: stages[{stage}].prompt"
+        return self._fill(text_for(t, language, where), variables, scale, **done)
+
+
+def game_text(d: Dilemma, rounds: int, n_neighbours: int) -> GameText:
+    """The GameText of a scenario as played (rounds after any override; a player's neighbours)."""
+    if d.game == "sequential":
+        labels = tuple(tuple(a.label or a.name for a in st.actions) for st in d.stages)
+        prompts = tuple(st.prompt for st in d.stages)
+        names = tuple(st.name for st in d.stages)
+    elif d.game == "slider":
+        from scenarios.instruments import load_instrument
+
+        n = load_instrument(d.instrument or "slider").n_options
+        labels, prompts, names = (tuple(f"option {k + 1}" for k in range(n)),), (), ()
+    else:
+        labels, prompts, names = (tuple(a.label or a.name for a in d.actions),), (), ()
+    return GameText(
+        scenario=d.id,
+        intro=d.text.intro,
+        stage_prompts=prompts,
+        stage_names=names,
+        labels=labels,
+        variables=tuple(sorted(d.variables.items())),
+        rounds=rounds,
+        n_players=d.n_players(),
+        n_neighbours=n_neighbours,
+    )
 
 
 class Payoffs(_Frozen):
@@ -359,11 +365,20 @@ class Payoffs(_Frozen):
 
 
 class TextTemplates(_Frozen):
-    """Text an LLM sees. Placeholders: {persona}, {partner}, {currency}, {rounds}, {round},
-    {n_players}, {actions}, {options}, {history}, any scenario variable (shown times the stake)."""
+    """Text an LLM sees, per language (a plain string is English): `intro` describes the game. The
+    decision prompt (round, history, lettered options) comes from the prompt set (`move`)."""
 
-    intro: str = ""
-    decision: str = "Round {round} of {rounds}. Your options:\n{options}\nWhich do you choose?"
+    intro: str | dict[str, str] = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "decision" in data:
+            raise ValueError(
+                "text.decision was removed: the decision prompt comes from the prompt set "
+                "(scenarios/data/prompts/*.yaml, template `move`), the same in every language"
+            )
+        return data
 
 
 class Dilemma(_Frozen):
@@ -388,7 +403,6 @@ class Dilemma(_Frozen):
     aggregate: Literal["mean", "sum"] = "mean"
     graph: GraphSpec = Field(default_factory=GraphSpec)
     assignment: Literal["ordered", "shuffled"] = "ordered"
-    framing_set: str | None = None
     text: TextTemplates = Field(default_factory=TextTemplates)
     agents: tuple[AgentGroup, ...] = ()
     source: str = ""
@@ -415,33 +429,42 @@ class Dilemma(_Frozen):
         return self
 
     def _check_text(self) -> None:
-        allowed = _PLACEHOLDERS | set(self.variables) | {s.name for s in self.stages or ()}
         import string
 
-        texts = {"text.intro": self.text.intro, "text.decision": self.text.decision}
-        texts.update({f"stages[{i}].prompt": s.prompt for i, s in enumerate(self.stages or ()) if s.prompt})
-        for where, t in texts.items():
-            try:
-                names = {f for _, f, _, _ in string.Formatter().parse(t) if f is not None}
-            except ValueError as err:
-                raise ValueError(f"{where}: not a valid template: {err}") from None
-            bad = sorted(
-                n for n in names if n.split(".")[0].split("[")[0] not in allowed or n != n.strip() or not n
-            )
-            if bad:
-                raise ValueError(f"{where}: unknown placeholder(s) {bad}; allowed: {sorted(allowed)}")
-        if self.framing_set is not None:
-            if self.framing_set not in framing_set_ids():
-                raise ValueError(f"framing_set: unknown {self.framing_set!r}; allowed: {framing_set_ids()}")
-            fs = load_framing_set(self.framing_set)
-            ids = [f.id for f in fs.framings]
-            for i, g in enumerate(self.agents):
-                if g.framing is not None and g.framing not in ids:
+        from scenarios.prompts import load_prompt_set, prompt_set_ids
+
+        shared = set().union(*(load_prompt_set(i).variables for i in prompt_set_ids()))
+        base = _PLACEHOLDERS | set(self.variables) | shared
+        texts: dict[str, tuple[Any, set[str]]] = {"text.intro": (self.text.intro, base)}
+        for i, st in enumerate(self.stages or ()):
+            if st.prompt is not None:
+                earlier = {x.name for x in self.stages[:i]}
+                texts[f"stages[{i}].prompt"] = (st.prompt, base | earlier)
+        languages = text_languages(self.text.intro) if self.text.intro else None
+        for where, (text, allowed) in texts.items():
+            langs = text_languages(text)
+            if languages is not None and text and langs != languages:
+                raise ValueError(
+                    f"{where}: languages {sorted(langs)} differ from text.intro's {sorted(languages)}"
+                )
+            for lang, t in [("en", text)] if isinstance(text, str) else sorted(text.items()):
+                at = where if isinstance(text, str) else f"{where}.{lang}"
+                try:
+                    names = {f for _, f, _, _ in string.Formatter().parse(t) if f is not None}
+                except ValueError as err:
+                    raise ValueError(f"{at}: not a valid template: {err}") from None
+                renamed = sorted(n for n in names if n in _RENAMED)
+                if renamed:
                     raise ValueError(
-                        f"agents[{i}].framing: {g.framing!r} not in framing set {fs.id!r}; allowed: {ids}"
+                        f"{at}: placeholder {{{renamed[0]}}} was removed: {_RENAMED[renamed[0]]}"
                     )
-        elif any(g.framing for g in self.agents):
-            raise ValueError("agents: a group sets `framing` but the scenario has no `framing_set`")
+                bad = sorted(n for n in names if n not in allowed)
+                if bad:
+                    raise ValueError(f"{at}: unknown placeholder(s) {bad}; allowed: {sorted(allowed)}")
+
+    def languages(self) -> set[str]:
+        """Languages the scenario's text exists in (any, when it has no text)."""
+        return text_languages(self.text.intro) if self.text.intro else {"*"}
 
     # -- per game kind -----------------------------------------------------------------------
     def _need(self, field: str) -> Any:

@@ -2,8 +2,10 @@
 
 A prompt set is the text of the paper's chain in one language: value induction, role prompt, goal
 prompt, the fixed sentence used without a goal, the item prompt, the re-ask and the extractor
-question. Framings (personas.yaml) change the context of the same allocation for cross-cultural
-runs: a persona (system message), who the partner is, the currency and stakes.
+question; and, for social dilemmas, the goal prompt around a game's description and the move
+prompt (round, last round, lettered options). Framings (scenarios/data/framings.yaml) change the
+context of the same choice for cross-cultural runs, on the instruments and in every dilemma: a
+persona (system message), who the partner is, the currency and stakes.
 
 Templates use `{name}` fields; the loader checks that every field a template uses is one the
 policy provides (TEMPLATE_FIELDS), so a typo fails at load time with file and field named.
@@ -43,7 +45,7 @@ __all__ = [
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 PROMPT_DIR = DATA_DIR / "prompts"
-FRAMINGS_FILE = PROMPT_DIR / "personas.yaml"
+FRAMINGS_FILE = DATA_DIR / "framings.yaml"
 
 #: Variables every template may use (framing variables are added per prompt set: `variables`).
 _COMMON = {
@@ -69,6 +71,11 @@ TEMPLATE_FIELDS: dict[str, set[str]] = {
     "extractor": _COMMON | {"reply"},
     "letter_only": _COMMON,
     "chain_of_thought": _COMMON,
+    "game_goal": _COMMON | {"game"},
+    "move": _COMMON | {"situation", "options", "goal"},
+    "move_option": {"letter", "label"},
+    "round_line": _COMMON | {"round", "rounds"},
+    "history_line": _COMMON | {"mine", "theirs"},
 }
 
 
@@ -104,6 +111,11 @@ class PromptSet(_Frozen):
     extractor: str
     letter_only: str
     chain_of_thought: str
+    game_goal: str
+    move: str
+    move_option: str
+    round_line: str
+    history_line: str
 
     @model_validator(mode="after")
     def _check(self) -> PromptSet:
@@ -114,13 +126,14 @@ class PromptSet(_Frozen):
         if self.value_names is None and self.language != "en":
             raise ValueError("value_names is required for a non-English prompt set")
         for name, allowed in TEMPLATE_FIELDS.items():
-            allowed = allowed | set(self.variables) if name != "option_line" else allowed
+            allowed = allowed | set(self.variables) if name not in ("option_line", "move_option") else allowed
             used = _fields(getattr(self, name))
             bad = sorted(used - allowed)
             if bad:
                 raise ValueError(f"template {name!r} uses unknown fields {bad}; allowed: {sorted(allowed)}")
-        if "{options}" not in self.item:
-            raise ValueError("template 'item' must contain {options}")
+        for name in ("item", "move"):
+            if "{options}" not in getattr(self, name):
+                raise ValueError(f"template {name!r} must contain {{options}}")
         if "{reply}" not in self.extractor:
             raise ValueError("template 'extractor' must contain {reply}")
         return self
@@ -165,7 +178,7 @@ class _Framings(_Frozen):
 
 
 def prompt_set_ids() -> list[str]:
-    """Ids of the shipped prompt sets (file names in scenarios/data/prompts, personas.yaml aside)."""
+    """Ids of the shipped prompt sets (file names in scenarios/data/prompts, framings live in scenarios/data/framings.yaml)."""
     return sorted(p.stem for p in PROMPT_DIR.glob("*.yaml") if p != FRAMINGS_FILE)
 
 
@@ -183,7 +196,7 @@ def load_prompt_set(prompt_set_id: str) -> PromptSet:
 
 @cache
 def load_framings() -> dict[str, Framing]:
-    """All framings of personas.yaml, by id, checked against the prompt sets' languages and variables."""
+    """All framings of scenarios/data/framings.yaml, by id, checked against the prompt sets' languages and variables."""
     data = load_yaml_model(FRAMINGS_FILE, _Framings)
     sets = [load_prompt_set(i) for i in prompt_set_ids()]
     langs = {s.language for s in sets}
@@ -248,8 +261,6 @@ def render_context(
     """Resolve an episode's prompt variables (value, letters, counts, framing overrides)."""
     ps = load_prompt_set(prompt_set) if isinstance(prompt_set, str) else prompt_set
     letters = letters_for(n_options)
-    if n_items > len(ps.ordinals):
-        raise ScenarioError(f"prompt set {ps.id!r} has {len(ps.ordinals)} ordinals for {n_items} items")
     variables: dict[str, str] = dict(ps.variables)
     system: list[str] = []
     scale = 1.0

@@ -73,10 +73,10 @@ def _trajectory(eid: str, seed: int) -> list:
 @pytest.mark.parametrize(
     "eid",
     [
-        "Dilemma/PrisonersDilemmaRepeated-v0",
-        "Dilemma/PublicGoods-v0",
-        "Dilemma/PopulationCultures-v0",
-        "Dilemma/PairedSlider-v0",
+        "Dilemma/PrisonersDilemmaRepeated-v1",
+        "Dilemma/PublicGoods-v1",
+        "Dilemma/PopulationCultures-v1",
+        "Dilemma/PairedSlider-v1",
     ],
 )
 def test_same_seed_same_100_step_trajectory(eid: str) -> None:

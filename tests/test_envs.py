@@ -6,9 +6,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
-from agents import EpisodeContext, FixedOptionAgent, IdealTypeAgent, RandomAgent
+from agents import EpisodeContext, FixedPositionAgent, RandomAgent, UtilityAgent
 from envs import NO_ANSWER, SVO_IDS, SVOEnv
-from envs.rollout import run_episodes
+from runs.rollout import single as run_episodes
 from scoring import SVOScoring
 
 VALUES = ("altruistic", "prosocial", "individualistic", "competitive")
@@ -97,7 +97,7 @@ def test_target_value_reward_is_maximised_inside_the_values_category(value):
     the value's slider category (the ideal-type angle would not for altruistic/competitive)."""
     env = SVOEnv(reward="utility", target_value=value)
     ctx = [EpisodeContext("slider", 6, 9, seed=0, value=value)]
-    (res,) = run_episodes(IdealTypeAgent(angle=env.target_angle), [env], ctx)
+    (res,) = run_episodes(UtilityAgent(angle=env.target_angle), [env], ctx)
     assert res.score["category"] == value
 
 
@@ -113,7 +113,7 @@ def test_utility_reward_uses_target_angle():
 def test_ideal_type_agent_lands_in_its_category_whatever_the_order(value, order):
     ctxs = [EpisodeContext("slider", 15, 9, seed=s, value=value) for s in range(4)]
     res = run_episodes(
-        IdealTypeAgent(value), [gym.make("SVO/SliderFull-v0", option_order=order) for _ in ctxs], ctxs
+        UtilityAgent(value=value), [gym.make("SVO/SliderFull-v0", option_order=order) for _ in ctxs], ctxs
     )
     for r in res:
         assert r.score["category"] == value
@@ -138,13 +138,13 @@ def test_scoring_is_invariant_to_displayed_order():
 
 def test_fixed_option_agent_probes_position_bias():
     ctx = [EpisodeContext("slider", 6, 9, seed=0)]
-    first = run_episodes(FixedOptionAgent(0), [gym.make("SVO/Slider-v0")], ctx)[0]
+    first = run_episodes(FixedPositionAgent(0), [gym.make("SVO/Slider-v0")], ctx)[0]
     assert first.score["angle"] == pytest.approx(30.47, abs=0.005)
-    rev = run_episodes(FixedOptionAgent(0), [gym.make("SVO/SliderReversed-v0")], ctx)[0]
+    rev = run_episodes(FixedPositionAgent(0), [gym.make("SVO/SliderReversed-v0")], ctx)[0]
     assert rev.score["angle"] == pytest.approx(14.74, abs=0.005)
     with pytest.raises(ValueError, match="3 options"):
         run_episodes(
-            FixedOptionAgent(5),
+            FixedPositionAgent(5),
             [gym.make("SVO/TripleDominance-v0")],
             [EpisodeContext("triple_dominance", 9, 3, seed=0)],
         )
@@ -166,7 +166,7 @@ def test_triple_dominance_ideal_agents_classified():
     for v in ("prosocial", "individualistic", "competitive"):
         ctx = [EpisodeContext("triple_dominance", 9, 3, seed=0, value=v)]
         r = run_episodes(
-            IdealTypeAgent(v), [gym.make("SVO/TripleDominance-v0", option_order="permuted")], ctx
+            UtilityAgent(value=v), [gym.make("SVO/TripleDominance-v0", option_order="permuted")], ctx
         )[0]
         assert r.score["category"] == v and r.score["hit"] is True
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runs.multi import evaluate_scenario
 from scenarios import VALUE_NAMES, load_instrument, load_values
 from scoring.fit import fit_svo, slider_equivalent
 from scoring.svo import ideal_choices, svo_angle, utility_choices
@@ -78,17 +77,11 @@ def test_logit_recovery_on_slider(angle: float) -> None:
     ("scenario", "angle"), [("prisoners_dilemma_repeated", 30), ("stag_hunt", 30), ("stag_hunt", 60)]
 )
 def test_logit_recovery_on_matrix_games(tmp_path, scenario: str, angle: float) -> None:
-    s = evaluate_scenario(
-        scenario,
-        {
-            "player_0": f"scripted:utility(angle={angle}, temperature=0.5)",
-            "player_1": "scripted:utility(angle=45, temperature=2)",
-        },
-        tmp_path,
-        seed=1,
-        config={"episodes": 40, "plot": False, "bootstrap": 0},
-    )
-    fit = s["per_agent"]["player_0"]["svo_fit"]
+    s = _scenario(
+        tmp_path, scenario, "--trials", "40", "--seed", "1",
+        "--agents", f"player_0=scripted:angle:{angle}:temperature=0.5", "player_1=scripted:angle:45:temperature=2",
+    )  # fmt: skip
+    fit = s["dilemma"]["players"]["player_0"]["fit"]
     assert fit["status"] == "identified", fit["reason"]
     assert abs(fit["angle"] - angle) <= 6.0
     assert fit["interval"][0] <= angle <= fit["interval"][1]
@@ -112,10 +105,10 @@ def test_refuses_wide_deterministic_range_and_reports_it() -> None:
 
 def test_refuses_linear_public_goods(tmp_path) -> None:
     # linear payoffs: every option lies on one line, so only a threshold is identified
-    s = evaluate_scenario("public_goods", {}, tmp_path, seed=0, config={"plot": False, "bootstrap": 0})
-    for res in s["per_agent"].values():
-        assert res["svo_fit"]["angle"] is None
-        assert "one direction" in res["svo_fit"]["reason"]
+    s = _scenario(tmp_path, "public_goods")
+    for res in s["dilemma"]["players"].values():
+        assert res["fit"]["angle"] is None
+        assert "one direction" in res["fit"]["reason"]
 
 
 def test_invalid_and_uninformative_counted() -> None:
@@ -132,3 +125,27 @@ def test_random_chooser_not_identified() -> None:
     opts = [FULL[i % 15] for i in range(45)]
     fit = fit_svo(opts, list(rng.integers(0, 9, size=45)))
     assert fit.angle is None and fit.reason
+
+
+def _scenario(tmp_path, scenario: str, *argv: str) -> dict:
+    """Summary of a scenario run through the runner (fixed action order)."""
+    import json
+
+    from runs.evaluate import main
+
+    rc = main(
+        [
+            "--scenario",
+            scenario,
+            "--results-dir",
+            str(tmp_path),
+            "--name",
+            "r",
+            "--orders",
+            "fixed",
+            "--no-progress",
+            *argv,
+        ]
+    )
+    assert rc == 0
+    return json.loads((tmp_path / "r" / "summary.json").read_text())

@@ -15,7 +15,7 @@ import pytest
 import envs  # noqa: F401
 from agents.base import EpisodeContext
 from agents.llm import GoalPromptedPolicy, make_backend
-from envs.rollout import run_episodes
+from runs.rollout import single as run_episodes
 from scenarios import VALUE_NAMES
 
 pytestmark = pytest.mark.slow

@@ -30,7 +30,7 @@ from agents.llm import (
     make_backend,
 )
 from agents.llm.context import drop_oldest_exchange, is_kept, keep
-from envs.rollout import run_episodes
+from runs.rollout import single as run_episodes
 from scenarios import ScenarioError, load_yaml_model
 from scenarios.prompts import (
     PromptSet,
@@ -654,9 +654,15 @@ def test_local_spec_options_are_parsed_and_checked(monkeypatch):
 
     assert factory.local_options("embedded", "embedded") == ("embedded", {})
     name, opts = factory.local_options("x", "embedded?dtype=bfloat16&max_batch_tokens=2048&prefix_cache=0")
-    assert name == "embedded" and opts == {"dtype": "bfloat16", "max_batch_tokens": 2048, "prefix_cache": False}
+    assert name == "embedded" and opts == {
+        "dtype": "bfloat16",
+        "max_batch_tokens": 2048,
+        "prefix_cache": False,
+    }
     assert factory.local_options("hf:/m?dtype=bfloat16", "/m?dtype=bfloat16") == ("/m", {"dtype": "bfloat16"})
-    with pytest.raises(BackendSpecError, match="unknown local option 'fast'; allowed: device, dtype, max_batch_tokens"):
+    with pytest.raises(
+        BackendSpecError, match="unknown local option 'fast'; allowed: device, dtype, max_batch_tokens"
+    ):
         make_backend("embedded?fast=1")
     with pytest.raises(BackendSpecError, match="max_batch_tokens='many' is not valid"):
         make_backend("embedded?max_batch_tokens=many")

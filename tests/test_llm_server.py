@@ -31,7 +31,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 import envs  # noqa: F401
 from agents.base import EpisodeContext
 from agents.llm import GoalPromptedPolicy, Sampling, make_backend
-from envs.rollout import run_episodes
+from runs.rollout import single as run_episodes
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 

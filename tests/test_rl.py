@@ -15,9 +15,9 @@ from agents.rl import (
     reward_angle,
     utility,
 )
-from agents.scripted import IdealTypeAgent
-from envs.rollout import run_episodes
+from agents.scripted import UtilityAgent
 from envs.svo import SVOEnv
+from runs.rollout import single as run_episodes
 from scenarios import VALUE_NAMES
 from scoring.svo import categorise
 
@@ -123,8 +123,8 @@ def test_motive_angles_land_in_their_category_ideal_angles_do_not():
     ideal-type slider angle misses altruistic and competitive (why training uses motive angles)."""
     env = SVOEnv()
     for v in VALUE_NAMES:
-        (m,) = run_episodes(IdealTypeAgent(angle=reward_angle(v)), [SVOEnv()], [_ctx(env, value=v)])
-        (i,) = run_episodes(IdealTypeAgent(angle=reward_angle(v, "ideal")), [SVOEnv()], [_ctx(env, value=v)])
+        (m,) = run_episodes(UtilityAgent(angle=reward_angle(v)), [SVOEnv()], [_ctx(env, value=v)])
+        (i,) = run_episodes(UtilityAgent(angle=reward_angle(v, "ideal")), [SVOEnv()], [_ctx(env, value=v)])
         assert m.score["hit"], (v, m.score["angle"])
         assert i.score["hit"] == (v in ("prosocial", "individualistic")), (v, i.score["angle"])
     assert MOTIVE_ANGLES == {

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from runs.config import RESUME_KEYS, ConfigError, RunConfig, load_config, preset_path
-from runs.evaluate import main, plan
+from runs.evaluate import main
+from runs.plan import plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,20 +124,24 @@ def test_resume_with_another_config_is_refused(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "r" / "episodes.jsonl").read_bytes() == before
 
 
-def test_resume_of_a_run_planned_with_other_episode_seeds_is_refused(tmp_path, capsys):
-    """Runs from versions that hashed the option order into the episode seed cannot be resumed."""
+def test_conversion_of_a_run_planned_with_other_episode_seeds_is_refused(tmp_path, capsys):
+    """Runs from versions that hashed the option order into the episode seed cannot be converted
+    (their episodes would not match this version's plan)."""
     import json
+
+    from runs.store import DB
+    from runs.store import main as store_main
 
     run = tmp_path / "r"
     base = ["--agents", "scripted:random", "--values", "prosocial", "--no-progress", "--run-dir", str(run)]
     assert main([*base, "--cache", "off"]) == 0
+    (run / DB).unlink()
     manifest = json.loads((run / "manifest.json").read_text())
     manifest["seeds"]["episode_seed"] = "stable_seed('episode', base, instrument, order, trial)"
     (run / "manifest.json").write_text(json.dumps(manifest))
-    before = (run / "episodes.jsonl").read_bytes()
     capsys.readouterr()
-    assert main([*base, "--cache", "off"]) == 2
+    assert store_main(["convert", str(run)]) == 2
     err = capsys.readouterr().err
     assert "planned with episode seeds stable_seed('episode', base, instrument, order, trial)" in err
     assert (manifest["code"]["commit"] or "the commit in its manifest") in err
-    assert (run / "episodes.jsonl").read_bytes() == before
+    assert not (run / DB).exists()

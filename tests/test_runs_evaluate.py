@@ -1,13 +1,8 @@
-"""runs.evaluate end to end with scripted agents: targets, a random baseline, determinism,
-SIGKILL + resume, Ctrl-C, offline re-scoring, and the multi-agent hook."""
+"""runs.evaluate end to end with scripted agents: targets, a random baseline, determinism, position
+bias, offline re-scoring, the manifest, and refusals before anything is written. Kills, races and
+damage to the run store are in tests/test_store_faults.py."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +10,10 @@ import pytest
 
 from runs.evaluate import main
 from runs.report import main as report_main
-from runs.store import DECISIONS, EPISODES, RunStore
+from runs.store import DECISIONS, EPISODES
 from scenarios import load_instrument
 from scoring import svo
 
-ROOT = Path(__file__).resolve().parents[1]
 VALUES = ("altruistic", "prosocial", "individualistic", "competitive")
 PUBLISHED_IDEAL = {"altruistic": 61.39, "prosocial": 37.48, "individualistic": -7.82, "competitive": -16.26}
 
@@ -30,13 +24,6 @@ def _evaluate(run_dir: Path, *argv: str) -> int:
 
 def _summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
-
-
-def _lines(path: Path) -> list[dict]:
-    out = [json.loads(x) for x in path.read_text().splitlines()]
-    for r in out:
-        r.pop("session", None)
-    return out
 
 
 def test_ideal_types_hit_their_targets_with_rationality_60(tmp_path):
@@ -159,105 +146,6 @@ def test_first_letter_agent_shows_position_bias(tmp_path):
     assert b["index"] == pytest.approx(15.73, abs=0.02)
 
 
-def _cli(run_dir: Path, *argv: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runs.evaluate",
-            "--run-dir",
-            str(run_dir),
-            "--no-progress",
-            "--cache",
-            "off",
-            *argv,
-        ],
-        cwd=run_dir.parent,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if path.is_file() and path.read_bytes().count(b"\n") >= n:
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"run ended before {n} episodes: {proc.stderr.read()}")
-        time.sleep(0.005)
-    raise AssertionError("timed out")
-
-
-GRID = [
-    "--agents",
-    "scripted:random",
-    "scripted:ideal:prosocial",
-    "--goal",
-    "both",
-    "--orders",
-    "fixed",
-    "permuted",
-    "--trials",
-    "20",
-    "--batch-size",
-    "3",
-    "--seed",
-    "5",
-]  # 640 episodes
-
-
-def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
-    full, killed = tmp_path / "full", tmp_path / "killed"
-    assert _cli(full, *GRID).wait(timeout=300) == 0
-    proc = _cli(killed, *GRID)
-    _wait_for_lines(killed / EPISODES, 20, proc)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait(timeout=30) == -signal.SIGKILL
-    n_before = len(RunStore(killed).episodes())
-    assert 20 <= n_before < 640
-    # whatever the kill left, add the worst case: decisions of an unfinished episode and a torn line
-    with (killed / DECISIONS).open("a") as f:
-        f.write(json.dumps({"episode": "unfinished", "step": 0}) + "\n" + '{"episode": "unfin')
-    with (killed / EPISODES).open("a") as f:
-        f.write('{"key": "torn", "agent": "scr')
-    r = subprocess.run(
-        [sys.executable, "-m", "runs.evaluate", "--resume", str(killed), "--no-progress"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 0, r.stderr
-    assert "recovered: cut" in r.stderr
-    assert f"{640 - n_before} new episode(s)" in r.stderr
-    assert _lines(killed / EPISODES) == _lines(full / EPISODES)
-    assert (killed / DECISIONS).read_bytes() == (full / DECISIONS).read_bytes()
-    assert _summary(killed) == _summary(full)
-    sessions = [json.loads(x) for x in (killed / "sessions.jsonl").read_text().splitlines()]
-    assert [s["new_episodes"] for s in sessions] == [640 - n_before]  # the killed session logged nothing
-
-
-def test_ctrl_c_keeps_finished_episodes_and_resume_finishes(tmp_path):
-    run = tmp_path / "r"
-    proc = _cli(run, *GRID)
-    _wait_for_lines(run / EPISODES, 30, proc)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "interrupted" in err and "--resume" in err
-    raw = (run / EPISODES).read_bytes()
-    assert raw.endswith(b"\n")
-    done = len(RunStore(run).episodes())
-    assert (run / "summary.json").is_file() and _summary(run)["n_episodes"] == done
-    assert main(["--resume", str(run), "--no-progress"]) == 0
-    assert len(RunStore(run).episodes()) == 640
-    assert len({e["key"] for e in RunStore(run).episodes()}) == 640
-
-
 def test_report_rescores_without_any_model(tmp_path):
     run = tmp_path / "r"
     assert (
@@ -299,51 +187,10 @@ def test_manifest_records_code_packages_agents_and_no_secrets(tmp_path, monkeypa
             assert "sk-very-secret-value-123" not in f.read_text(), f.name
 
 
-def test_scenario_hook_dispatches_to_runs_multi(tmp_path, monkeypatch, capsys):
-    calls = {}
-
-    def evaluate_scenario(scenario_id, agents, run_dir, seed, config):
-        calls.update(
-            scenario=scenario_id, agents=sorted(agents), run_dir=run_dir, seed=seed, n=config["trials"]
-        )
-        return {"scenario": scenario_id, "cooperation": {"k": 3, "n": 4}}
-
-    monkeypatch.setitem(sys.modules, "runs.multi", types.SimpleNamespace(evaluate_scenario=evaluate_scenario))
-    run = tmp_path / "r"
-    assert (
-        _evaluate(run, "--agents", "scripted:random", "scripted:always:0", "--scenario", "pd", "--seed", "3")
-        == 0
-    )
-    assert calls == {
-        "scenario": "pd",
-        "agents": ["scripted:always:0", "scripted:random"],
-        "run_dir": run,
-        "seed": 3,
-        "n": 1,
-    }
-    assert json.loads((run / "scenario_summary.json").read_text())["cooperation"] == {"k": 3, "n": 4}
-    monkeypatch.setitem(sys.modules, "runs.multi", None)  # the module is absent: a clear error
-    capsys.readouterr()
-    assert _evaluate(tmp_path / "s", "--agents", "scripted:random", "--scenario", "pd") == 2
-    assert "runs.multi.evaluate_scenario" in capsys.readouterr().err
-    assert not (tmp_path / "s").exists()
-
-
 def test_unknown_scenario_exits_2_and_writes_nothing(tmp_path, capsys):
-    pytest.importorskip("runs.multi")
-    assert _evaluate(tmp_path / "r", "--agents", "scripted:random", "--scenario", "nope") == 2
+    assert _evaluate(tmp_path / "r", "--scenario", "nope") == 2
     assert "unknown dilemma scenario 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
-
-
-def test_two_runners_cannot_share_a_run_directory(tmp_path, capsys):
-    run = tmp_path / "r"
-    proc = _cli(run, *GRID)
-    _wait_for_lines(run / EPISODES, 5, proc)
-    assert _evaluate(run, *GRID) == 2
-    assert "another run is writing" in capsys.readouterr().err
-    assert proc.wait(timeout=120) == 0
-    assert len(RunStore(run).episodes()) == 640
 
 
 def test_bad_local_backend_option_exits_2_and_writes_nothing(tmp_path, capsys):

@@ -15,7 +15,8 @@ FAKE = "llm:fake:C"  # every reply is "C": induction, goal and items (parsed str
 
 
 def _sessions(run):
-    return [json.loads(x) for x in (run / "sessions.jsonl").read_text().splitlines()]
+    """Each session's outcome (manifest.json exports the run's sessions)."""
+    return [s["outcome"] for s in json.loads((run / "manifest.json").read_text())["sessions"]]
 
 
 def _evaluate(run, *argv):
@@ -76,7 +77,7 @@ def test_budget_guard_stops_the_run_and_resume_finishes_it(tmp_path, monkeypatch
     argv = ["--agents", FAKE, "--values", "prosocial", "--goal", "both", "--trials", "2", "--batch-size", "1"]
     # goal on: 8 calls, goal off: 6 (its induction is the goal-on episode's, from the cache);
     # the third episode's 5th item would be call 21
-    assert _evaluate(run, *argv, "--max-calls", "20") == 1
+    assert _evaluate(run, *argv, "--max-calls", "20") == 3  # exit status 3: budget reached
     err = capsys.readouterr().err
     assert "budget.max_calls=20" in err and "--resume" in err
     assert len((run / EPISODES).read_text().splitlines()) == 2

@@ -10,17 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agents.registry import check_spec
 from envs.dilemmas import DILEMMA_ENV_IDS, make_env
-from runs.multi import evaluate_scenario
+from runs.evaluate import main
 from scenarios import ScenarioError
-from scenarios.dilemmas import (
-    DILEMMA_DIR,
-    dilemma_ids,
-    framing_set_ids,
-    load_dilemma,
-    load_dilemma_file,
-    load_framing_set,
-)
+from scenarios.dilemmas import DILEMMA_DIR, dilemma_ids, load_dilemma, load_dilemma_file
 
 IDS = dilemma_ids()
 DOC = Path(__file__).resolve().parents[1] / "docs" / "scenario-authoring.md"
@@ -34,31 +28,30 @@ def test_registry_ids_unique_and_complete() -> None:
     assert kinds == {"matrix", "slider", "public_goods", "sequential"}
 
 
-@pytest.mark.parametrize("sid", framing_set_ids())
-def test_framing_sets_load(sid: str) -> None:
-    fs = load_framing_set(sid)
-    assert fs.framings
-
-
 @pytest.mark.parametrize("sid", IDS)
 def test_every_scenario_loads_runs_and_is_scored(tmp_path, sid: str) -> None:
     d = load_dilemma(sid)
     assert d.agents, f"{sid} ships no default agents"
+    for g in d.agents:  # every group's spec acts in this game (the registry says so)
+        check_spec(g.agent, {d.game}, [2])
     make_env(sid)
-    s = evaluate_scenario(sid, {}, tmp_path, seed=0, config={"episodes": 1, "plot": True, "bootstrap": 50})
-    assert set(s["per_agent"]) == set(d.player_names())
-    for res in s["per_agent"].values():
-        fit = res["svo_fit"]
-        assert fit is not None and fit["status"] in ("identified", "deterministic", "unidentified")
+    assert main([f"--scenario={sid}", "--results-dir", str(tmp_path), "--name", "r", "--no-progress"]) == 0
+    run = tmp_path / "r"
+    s = json.loads((run / "summary.json").read_text())["dilemma"]
+    assert set(s["players"]) == set(d.player_names())
+    for res in s["players"].values():
+        fit = res["fit"]
+        assert fit["status"] in ("identified", "deterministic", "unidentified")
         assert fit["angle"] is not None or fit["reason"]
-    assert s["population"]["decisions"] > 0 and s["population"]["invalid"] == 0
-    assert s["by_framing"] and s["by_group"]
-    lines = (tmp_path / "records.jsonl").read_text().splitlines()
-    assert len(lines) == s["population"]["decisions"]
-    assert json.loads(lines[0])["scenario"] == sid
-    assert (tmp_path / "graph_angles.png").stat().st_size > 1000
-    run = json.loads((tmp_path / "run.json").read_text())
-    assert run["scenario"]["id"] == sid and run["seeds"]
+    pop = s["population"]
+    assert pop["invalid"]["n"] > 0 and pop["invalid"]["k"] == 0
+    assert {c["order"] for c in s["cells"]} == {"fixed", "reversed"} and s["position_bias"]
+    lines = (run / "decisions.jsonl").read_text().splitlines()
+    assert len(lines) == pop["invalid"]["n"]
+    assert json.loads(lines[0])["instrument"] == sid
+    assert (run / "graph.png").stat().st_size > 1000
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["config"]["scenario"] == sid and manifest["seeds"]
 
 
 def _write(tmp_path: Path, base: str, **changes) -> Path:
@@ -116,7 +109,7 @@ def _write(tmp_path: Path, base: str, **changes) -> Path:
         (
             "prisoners_dilemma",
             {"agents": [{"name": "x", "agent": "scripted:sometimes", "count": 2}]},
-            r"scripted agent 'sometimes' unknown",
+            r"unknown scripted agent 'sometimes'",
         ),
         (
             "prisoners_dilemma",
@@ -124,7 +117,28 @@ def _write(tmp_path: Path, base: str, **changes) -> Path:
             r"the groups cover 3 players, the scenario has 2",
         ),
         ("prisoners_dilemma", {"text": {"intro": "Win {prize} now"}}, r"text\.intro: unknown placeholder"),
-        ("prisoners_dilemma", {"framing_set": "martians"}, r"framing_set: unknown 'martians'"),
+        ("prisoners_dilemma", {"framing_set": "relations"}, r"framing_set"),
+        (
+            "prisoners_dilemma",
+            {"agents": [{"name": "x", "agent": "scripted:cooperate", "count": 2, "framing": "martians"}]},
+            r"framing \['martians'\] unknown",
+        ),
+        (
+            "prisoners_dilemma",
+            {"agents": [{"name": "x", "agent": "scripted:utility(angle=30)", "count": 2}]},
+            r"parentheses are not part of the spec syntax",
+        ),
+        (
+            "prisoners_dilemma",
+            {"text": {"intro": "{persona}Play."}},
+            r"text\.intro: placeholder \{persona\} was removed",
+        ),
+        ("prisoners_dilemma", {"text": {"intro": "Play.", "decision": "x"}}, r"text\.decision was removed"),
+        (
+            "prisoners_dilemma",
+            {"text": {"intro": {"en": "Play {units}.", "fr": "Joue {pièces}."}}},
+            r"text\.intro\.fr: unknown placeholder",
+        ),
         ("prisoners_dilemma", {"rounds": 0}, r"field rounds: "),
         ("prisoners_dilemma", {"actions": ["cooperate", "cooperate"]}, r"duplicate action names"),
         ("paired_slider", {"instrument": "ring"}, r"instrument: unknown 'ring'"),
@@ -154,5 +168,17 @@ def test_walkthrough_yaml_works(tmp_path) -> None:
     path = tmp_path / "snowdrift.yaml"
     path.write_text(_doc_yaml())
     d = load_dilemma_file(path)
-    s = evaluate_scenario(str(path), {}, tmp_path / "run", seed=0, config={"episodes": 2, "plot": False})
-    assert s["scenario"] == d.id and s["population"]["decisions"] > 0
+    args = [
+        "--scenario",
+        str(path),
+        "--results-dir",
+        str(tmp_path),
+        "--name",
+        "run",
+        "--trials",
+        "2",
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())["dilemma"]
+    assert s["scenario"] == d.id and s["population"]["invalid"]["n"] > 0

@@ -9,6 +9,12 @@ One episode is one conversation (one trial), as in the paper:
 4. one item prompt per step, rendered from the observation (payoffs in the order shown, letters
    A.. in that order), each answer kept in the conversation.
 
+The same policy plays social dilemmas (context.game != "instrument"): the goal prompt describes
+the game (`game_goal`, the scenario's intro in the prompt set's language, framings applied) and
+each decision is a `move` prompt: the intro on the first move, the round, what the player and its
+partners chose last round, a sequential game's stage text, and the actions lettered A.. in the
+shown order. Prompts, languages, personas, partners and stakes are the same data for both.
+
 Decision modes:
 - "generate": free text -> strict parser (agents.llm.parsing) -> the paper's LLM extractor (a
   configurable backend, the same one by default) -> at most `max_reasks` re-asks (each reply again
@@ -44,7 +50,14 @@ from agents.base import Agent, Decision, EpisodeContext
 from agents.llm.backend import Backend, Generation, Sampling
 from agents.llm.context import keep
 from agents.llm.parsing import parse_choice
-from scenarios.prompts import RenderContext, letters_for, load_prompt_set, render_context, render_options
+from scenarios.prompts import (
+    LETTERS,
+    RenderContext,
+    letters_for,
+    load_prompt_set,
+    render_context,
+    render_options,
+)
 
 __all__ = ["ChatState", "GoalPromptedPolicy", "MODES", "PARSE_METHODS", "call_seed", "serialise_messages"]
 
@@ -66,7 +79,10 @@ def serialise_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
 
 @dataclass(frozen=True)
 class ChatState:
-    """One episode's conversation and what it needs to continue (returned, never hidden)."""
+    """One episode's conversation and what it needs to continue (returned, never hidden).
+
+    game: the dilemma's text (scenarios.dilemmas.GameText) for a player of a game; None for an
+    instrument. intro: its description rendered in this episode's language and framings."""
 
     messages: tuple[BaseMessage, ...]
     render: RenderContext
@@ -75,6 +91,8 @@ class ChatState:
     value: str | None
     step: int = 0
     setup: Mapping[str, Any] = field(default_factory=dict)
+    game: Any = None
+    intro: str = ""
 
 
 def _msg(template: str) -> ChatPromptTemplate:
@@ -88,7 +106,7 @@ class GoalPromptedPolicy(Agent):
       "openai-compatible:MODEL@URL", "PROVIDER:MODEL"); backend_options go to make_backend.
     mode: "generate" | "logprob".
     prompt_set: id in scenarios/data/prompts ("paper", "paper-fr", ...); an episode's
-      context.extra["prompt_set"] overrides it. framings: framing ids (personas.yaml); an episode's
+      context.extra["prompt_set"] overrides it. framings: framing ids (scenarios/data/framings.yaml); an episode's
       context.extra["framings"] overrides them.
     sampling: item answers (temperature, top_p, max_new_tokens; its seed is ignored: seeds derive
       from the episode). induction_tokens / goal_tokens: reply lengths of those steps (same
@@ -98,8 +116,6 @@ class GoalPromptedPolicy(Agent):
       extractor_temperature (default 0: a deterministic judge), extractor_tokens.
     chain_of_thought: ask for reasoning before a final "Answer: X" line (generate mode).
     """
-
-    observation_kind = "structured"
 
     def __init__(
         self,
@@ -232,8 +248,26 @@ class GoalPromptedPolicy(Agent):
     def start(self, context: EpisodeContext) -> ChatState:
         return self.start_batch([context])[0]
 
+    def _intro(self, c: EpisodeContext, r: RenderContext) -> str:
+        game = c.extra.get("game_text")
+        if c.game == "instrument":
+            return ""
+        if game is None:
+            raise ValueError(f"{c.instrument}: a dilemma episode needs context.extra['game_text'] (GameText)")
+        return game.intro_text(r.prompt_set.language, r.variables, r.scale)
+
+    def _setup_template(self, step: str, r: RenderContext, c: EpisodeContext) -> str:
+        return (
+            r.prompt_set.game_goal
+            if step == "goal" and c.game != "instrument"
+            else getattr(r.prompt_set, step)
+        )
+
     def start_batch(self, contexts: Sequence[EpisodeContext]) -> list[ChatState]:
+        for c in contexts:
+            self.check_game(c)
         renders = [self._render(c) for c in contexts]
+        intros = [self._intro(c, r) for c, r in zip(contexts, renders, strict=True)]
         msgs: list[list[BaseMessage]] = [[keep(SystemMessage(s)) for s in r.system] for r in renders]
         steps = [self.setup_steps(r, c) for r, c in zip(renders, contexts, strict=True)]
         setup: list[dict[str, Any]] = [{"steps": s} for s in steps]
@@ -245,7 +279,8 @@ class GoalPromptedPolicy(Agent):
                 if k >= len(s):
                     continue
                 step = s[k]
-                asked = self._ask(msgs[i], getattr(renders[i].prompt_set, step), renders[i])
+                template = self._setup_template(step, renders[i], contexts[i])
+                asked = self._ask(msgs[i], template, renders[i], game=intros[i])
                 msgs[i] = msgs[i] + [keep(asked[-1])]
                 if step != "role":
                     ask.append(i)
@@ -276,30 +311,69 @@ class GoalPromptedPolicy(Agent):
                     seed=c.seed,
                     value=c.value,
                     setup={**setup[i], "framings": list(r.framings), "prompt_set": r.prompt_set.id},
+                    game=c.extra.get("game_text") if c.game != "instrument" else None,
+                    intro=intros[i],
                 )
             )
         return states
 
     # -- items ---------------------------------------------------------------------------------
     def item_text(self, state: ChatState, observation: Mapping[str, Any]) -> str:
-        """The item prompt for this observation (options as shown), plus mode-specific suffixes."""
+        """The decision prompt for this observation (an instrument's item, or a dilemma's move;
+        options as shown), plus mode-specific suffixes."""
         r = state.render
-        item = int(np.asarray(observation["item"]).item())
-        ordinals = r.prompt_set.ordinals
-        if item >= len(ordinals):
-            raise ValueError(f"prompt set {r.prompt_set.id!r} has no ordinal for item {item + 1}")
-        text = r.fill(
-            "item",
-            ordinal=ordinals[item],
-            item_number=str(item + 1),
-            options=render_options(r, observation["payoffs"]),
-            goal=state.goal,
-        )
+        if state.game is not None:
+            text = self.move_text(state, observation)
+        else:
+            item = int(np.asarray(observation["item"]).item())
+            ordinals = r.prompt_set.ordinals
+            if item >= len(ordinals):
+                raise ValueError(f"prompt set {r.prompt_set.id!r} has no ordinal for item {item + 1}")
+            text = r.fill(
+                "item",
+                ordinal=ordinals[item],
+                item_number=str(item + 1),
+                options=render_options(r, observation["payoffs"]),
+                goal=state.goal,
+            )
         if self.mode == "logprob":
             text += "\n" + r.fill("letter_only")
         elif self.chain_of_thought:
             text += "\n" + r.fill("chain_of_thought")
         return text
+
+    def move_text(self, state: ChatState, observation: Mapping[str, Any]) -> str:
+        """A dilemma move: the intro (first move), the round, last round's choices, the stage's
+        text (sequential games), and the legal actions lettered A.. in the shown order."""
+        r, game = state.render, state.game
+        lang = r.prompt_set.language
+        stage = int(np.asarray(observation["stage"]).item()) if "stage" in observation else 0
+        labels = game.labels[stage]
+        order = np.asarray(observation["order"])[: len(_legal(observation))]
+        parts = [state.intro] if state.step == 0 and state.intro else []
+        if game.rounds > 1:
+            rnd = int(np.asarray(observation["round"]).item()) + 1
+            parts.append(r.fill("round_line", round=str(rnd), rounds=str(game.rounds)))
+        if "history" in observation:
+            last = np.asarray(observation["history"], dtype=np.float64)[-1]  # shown order
+            if last[0].sum() > 0:
+                full = np.asarray(observation["order"])
+                mine = labels[int(full[int(np.argmax(last[0]))])]
+                shares = {labels[int(full[j])]: x for j, x in enumerate(last[1]) if x > 0}
+                theirs = (
+                    next(iter(shares))
+                    if len(shares) == 1
+                    else ", ".join(f"{lab} {x:.0%}" for lab, x in sorted(shares.items(), key=lambda t: -t[1]))
+                )
+                parts.append(r.fill("history_line", mine=mine, theirs=theirs))
+        if "previous" in observation:
+            prev = [int(x) for x in np.asarray(observation["previous"])]
+            parts.append(game.stage_text(stage, prev, lang, r.variables, r.scale))
+        options = "\n".join(
+            r.prompt_set.move_option.format(letter=LETTERS[j], label=labels[int(k)])
+            for j, k in enumerate(order)
+        )
+        return r.fill("move", situation="\n".join(p for p in parts if p), options=options, goal=state.goal)
 
     def act(self, observation: Mapping[str, Any], state: ChatState) -> tuple[Decision, ChatState]:
         return self.act_batch([observation], [state])[0]
@@ -324,14 +398,15 @@ class GoalPromptedPolicy(Agent):
     ) -> dict[str, Any]:
         rec: dict[str, Any] = {
             "mode": self.mode,
-            "item": int(np.asarray(obs["item"]).item()),
             "step": state.step,
             "value": state.value,
             "prompt_set": state.render.prompt_set.id,
             "framings": list(state.render.framings),
-            "letters": letters_for(len(obs["payoffs"])),
+            "letters": letters_for(len(_legal(obs))),
             "messages": serialise_messages(conv),
         }
+        if "item" in obs:
+            rec["item"] = int(np.asarray(obs["item"]).item())
         if state.step == 0:
             rec["setup"] = dict(state.setup)
         return rec
@@ -339,7 +414,7 @@ class GoalPromptedPolicy(Agent):
     @staticmethod
     def _finish(rec: dict[str, Any], obs: Mapping[str, Any], letter: str | None) -> Decision:
         action = None if letter is None else rec["letters"].index(letter)
-        order = np.asarray(obs.get("order", np.arange(len(obs["payoffs"]))))
+        order = np.asarray(obs.get("order", np.arange(len(_legal(obs)))))
         rec["choice"] = letter
         rec["shown_option"] = action
         rec["canonical_option"] = None if action is None else int(order[action])
@@ -417,7 +492,7 @@ class GoalPromptedPolicy(Agent):
 
     def _act_generate(self, observations, states, convs) -> list[tuple[Decision, ChatState]]:
         n = len(states)
-        letters = [letters_for(len(o["payoffs"])) for o in observations]
+        letters = [letters_for(len(_legal(o))) for o in observations]
         samp = [
             self._sampling(call_seed(s.seed, "item", s.step), self.sampling.max_new_tokens) for s in states
         ]
@@ -474,7 +549,7 @@ class GoalPromptedPolicy(Agent):
 
     # -- logprob mode --------------------------------------------------------------------------
     def _act_logprob(self, observations, states, convs) -> list[tuple[Decision, ChatState]]:
-        letters = [letters_for(len(o["payoffs"])) for o in observations]
+        letters = [letters_for(len(_legal(o))) for o in observations]
         results: list[tuple[dict[str, float | None], int | None]] = [({}, None)] * len(states)
         detailed = getattr(self.backend, "choice_logprobs_with_drops", None)
         for ls in sorted(set(letters)):
@@ -509,6 +584,13 @@ class GoalPromptedPolicy(Agent):
         return out
 
 
+def _legal(obs: Mapping[str, Any]) -> np.ndarray:
+    """The legal shown options' payoffs (an action mask marks them; they come first)."""
+    from agents.scripted import legal_options
+
+    return legal_options(obs)
+
+
 def _gen_meta(g: Generation) -> dict[str, Any]:
     return {
         "prompt_tokens": g.prompt_tokens,
@@ -538,7 +620,7 @@ def _distribution(lp: Mapping[str, float | None], letters: str, obs: Mapping[str
     w = {c: math.exp(v - top) for c, v in known.items()}
     z = sum(w.values())
     probs = {c: (w[c] / z if c in w else None) for c in letters}
-    pay = np.asarray(obs["payoffs"], dtype=np.float64)
+    pay = _legal(obs)
     order = np.asarray(obs.get("order", np.arange(len(pay))))
     exp_alloc = sum((probs[c] or 0.0) * pay[k] for k, c in enumerate(letters))
     canon: list[float | None] = [None] * len(letters)

@@ -9,7 +9,7 @@ Three classes cover every scenario (variants are data):
 
 Simultaneous games also come as AEC envs through PettingZoo's `parallel_to_aec`.
 
-Stable API (used by agents/rl.py and runs/multi.py):
+Stable API (used by agents/rl.py, runs/episodes.py and runs/train.py):
 
     from envs.dilemmas import make_parallel, make_aec, DILEMMA_ENV_IDS, NO_ANSWER
     env = make_parallel("prisoners_dilemma_repeated")          # or "public_goods", a Dilemma, a path
@@ -18,9 +18,14 @@ Stable API (used by agents/rl.py and runs/multi.py):
 
 Observations are Dicts: "payoffs" (n_actions, 2) [self, other] expected per own action (the options
 the SVO fit uses), "history" (memory, 2, n_actions) one-hot own action and partners' action
-shares; flatten with gymnasium.spaces.flatten for a vector learner. Actions: Discrete(n_actions),
-or NO_ANSWER (-1) for an invalid answer (recorded, never replaced). Rewards: own payoff.
-`DILEMMA_ENV_IDS` maps ids such as "Dilemma/PrisonersDilemma-v0" to scenario ids.
+shares, "order" (canonical action of each shown position), "cooperation" (how cooperative each
+shown action is); flatten with gymnasium.spaces.flatten for a vector learner. Every per-action
+array is in the shown order (`action_order="fixed" | "reversed" | "permuted"`, a constructor
+argument of every env); actions are shown positions, infos report the canonical action.
+Actions: Discrete(n_actions), or NO_ANSWER (-1) for an invalid answer (recorded, never replaced).
+Rewards: own payoff. `DILEMMA_ENV_IDS` maps ids such as "Dilemma/PrisonersDilemma-v1" to scenario
+ids; the version is ENV_VERSION (the env classes' observation API) plus the scenario's `version`
+(its data), so a change of either gives a new id.
 """
 
 from __future__ import annotations
@@ -30,14 +35,16 @@ from pathlib import Path
 from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
-from envs.dilemmas.common import NO_ANSWER
+from envs.dilemmas.common import ACTION_ORDERS, NO_ANSWER
 from envs.dilemmas.matrix import MatrixGameEnv
 from envs.dilemmas.public_goods import PublicGoodsEnv
 from envs.dilemmas.sequential import SequentialGameEnv
 from scenarios.dilemmas import Dilemma, dilemma_ids, load_dilemma
 
 __all__ = [
+    "ACTION_ORDERS",
     "DILEMMA_ENV_IDS",
+    "ENV_VERSION",
     "NO_ANSWER",
     "MatrixGameEnv",
     "PublicGoodsEnv",
@@ -51,10 +58,13 @@ __all__ = [
 
 _CLASSES = {"matrix": MatrixGameEnv, "slider": MatrixGameEnv, "public_goods": PublicGoodsEnv}
 
+#: Version of the dilemma envs' observation API (v1: "order" and "cooperation", shown order).
+ENV_VERSION = 1
+
 
 def env_id(d: Dilemma) -> str:
-    """ "Dilemma/<CamelCaseId>-v<version>" for a scenario."""
-    return f"Dilemma/{''.join(p.capitalize() for p in d.id.split('_'))}-v{d.version}"
+    """ "Dilemma/<CamelCaseId>-v<ENV_VERSION + scenario version>" for a scenario."""
+    return f"Dilemma/{''.join(p.capitalize() for p in d.id.split('_'))}-v{ENV_VERSION + d.version}"
 
 
 def _resolve(scenario: str | Dilemma | Path) -> Dilemma:

@@ -9,7 +9,14 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from envs.dilemmas.common import NO_ANSWER, SimultaneousRounds, belief, history_space, payoff_box, seed_rng
+from envs.dilemmas.common import (
+    NO_ANSWER,
+    SimultaneousRounds,
+    belief,
+    check_action_order,
+    payoff_box,
+    seed_rng,
+)
 from scenarios.dilemmas import Dilemma, load_dilemma
 
 __all__ = ["MatrixGameEnv"]
@@ -42,11 +49,18 @@ class MatrixGameEnv(SimultaneousRounds, ParallelEnv):
       `aggregate: sum` multiplies them by the number of partners;
     - "history": Box((memory, 2, n_actions), float32): the last `memory` rounds, oldest first;
       row 0 is my action (one-hot), row 1 the share of partners choosing each action (zeros
-      before round 1 and for void rounds).
+      before round 1 and for void rounds);
+    - "order": Box((n_actions,), int64): the canonical action of each shown position;
+    - "cooperation": Box((n_actions,), float32): how cooperative each shown action is (0..1:
+      the scenario's `cooperative_action` or `cooperation` scores; slider: what the option gives
+      the partner, rescaled within the item).
+    Every per-action array is in the SHOWN order (`action_order`): fixed (the scenario's), reversed,
+    or permuted (one seeded permutation per player for the whole episode).
 
     ## Action space
-    Discrete(n_actions) (slider: the item's options, left to right). `NO_ANSWER` (-1) marks an
-    invalid answer: the player's interactions that round are void (no payoff to either side).
+    Discrete(n_actions): a shown position (slider: the item's options, left to right when fixed).
+    `NO_ANSWER` (-1) marks an invalid answer: the player's interactions that round are void (no
+    payoff to either side).
 
     ## Rewards
     Own payoff per round: the mean (or sum, `aggregate`) over partners of the game's payoff;
@@ -57,29 +71,33 @@ class MatrixGameEnv(SimultaneousRounds, ParallelEnv):
     truncation.
 
     ## Info (per agent, per step)
-    "round", "action" (None if invalid), "valid", "self" (realised own payoff), "other" (realised
-    mean payoff of partners from interactions with me), "options" (the observation's payoffs at
-    decision time), "cooperation" (0..1 score of the action), "partners" (valid interactions).
+    "round", "action" (canonical; None if invalid), "shown_action" (the position chosen),
+    "valid", "self" (realised own payoff), "other" (realised mean payoff of partners from
+    interactions with me), "options" (canonical [self, other] per action at decision time),
+    "cooperation" (0..1 score of the action), "partners" (valid interactions). At reset: "order".
 
     ## Arguments
     scenario: a scenario id or a validated `Dilemma` (kind "matrix" or "slider").
     rounds: override the scenario's rounds. graph: override the scenario's graph (nx.Graph).
-    render_mode: None | "ansi".
+    action_order: "fixed" | "reversed" | "permuted". render_mode: None | "ansi".
 
     ## Version history
+    v1: observations gain "order" and "cooperation", in the shown order (`action_order`).
     v0: initial release.
     """
 
-    metadata = {"name": "dilemma_matrix_v0", "render_modes": ["ansi"], "is_parallelizable": True}
+    metadata = {"name": "dilemma_matrix_v1", "render_modes": ["ansi"], "is_parallelizable": True}
 
     def __init__(
         self,
         scenario: str | Dilemma = "prisoners_dilemma",
         rounds: int | None = None,
         graph: nx.Graph | None = None,
+        action_order: str = "fixed",
         render_mode: str | None = None,
     ) -> None:
         d = load_dilemma(scenario) if isinstance(scenario, str) else scenario
+        self.action_order = check_action_order(action_order)
         if d.game not in ("matrix", "slider"):
             raise ValueError(
                 f"scenario {d.id!r} is a {d.game!r} game; MatrixGameEnv plays 'matrix' and 'slider'"
@@ -133,13 +151,7 @@ class MatrixGameEnv(SimultaneousRounds, ParallelEnv):
         )
         if d.aggregate == "sum":
             lo, hi = lo * self._deg.max() if lo < 0 else lo, hi * self._deg.max()
-        self._obs_space = spaces.Dict(
-            {
-                "round": spaces.Discrete(self.rounds_),
-                "payoffs": payoff_box(min(lo, 0.0), hi, self.n_actions),
-                "history": history_space(d.memory, self.n_actions),
-            }
-        )
+        self._obs_space = self._observation_spaces(payoff_box(min(lo, 0.0), hi, self.n_actions))
         self._act_space = spaces.Discrete(self.n_actions)
         self.np_random, self.np_random_seed = seed_rng(None)
         self.agents: list[str] = []
@@ -173,6 +185,9 @@ class MatrixGameEnv(SimultaneousRounds, ParallelEnv):
         return self._act_space
 
     # -- game logic ---------------------------------------------------------------------------
+    def _cooperation(self, r: int) -> np.ndarray:
+        return self._coop[r]
+
     def _option_payoffs(self) -> np.ndarray:
         """(n_agents, n_actions, 2) expected [self, other] per own action this round."""
         r = min(self._r, self.rounds_ - 1)
@@ -186,7 +201,7 @@ class MatrixGameEnv(SimultaneousRounds, ParallelEnv):
         return mean * self._scale[:, None, None]
 
     def step(self, actions: dict[str, int]):
-        act = self._actions_array(actions)
+        act, shown = self._actions_array(actions)
         n = len(self.possible_agents)
         options = self._option_payoffs()
         r = self._r
@@ -221,6 +236,7 @@ class MatrixGameEnv(SimultaneousRounds, ParallelEnv):
             info = {
                 "round": r,
                 "action": int(act[i]) if ok else None,
+                "shown_action": int(shown[i]) if ok else None,
                 "valid": ok,
                 "self": float(self_pay[i]),
                 "other": float(other_pay[i]),

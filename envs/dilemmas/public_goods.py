@@ -8,7 +8,14 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from envs.dilemmas.common import NO_ANSWER, SimultaneousRounds, belief, history_space, payoff_box, seed_rng
+from envs.dilemmas.common import (
+    NO_ANSWER,
+    SimultaneousRounds,
+    belief,
+    check_action_order,
+    payoff_box,
+    seed_rng,
+)
 from scenarios.dilemmas import Dilemma, load_dilemma
 from scenarios.expr import compile_expr
 
@@ -36,10 +43,14 @@ class PublicGoodsEnv(SimultaneousRounds, ParallelEnv):
       its past frequencies, Laplace-smoothed), plugged into the expression (exact for payoffs
       linear in the others' contributions, as the default game is);
     - "history": Box((memory, 2, n_actions), float32): last `memory` rounds, oldest first; row 0
-      my level (one-hot), row 1 the share of the others choosing each level.
+      my level (one-hot), row 1 the share of the others choosing each level;
+    - "order": Box((n_actions,), int64): the canonical level of each shown position;
+    - "cooperation": Box((n_actions,), float32): each shown level rescaled to 0..1 (or the
+      scenario's `cooperation` scores).
+    Every per-action array is in the SHOWN order (`action_order`: fixed, reversed, permuted).
 
     ## Action space
-    Discrete(n_actions): index of the contribution level. `NO_ANSWER` (-1): the player sits the
+    Discrete(n_actions): a shown position (levels in increasing order when fixed). `NO_ANSWER` (-1): the player sits the
     round out (contributes nothing, receives nothing, and `n` counts only the players who
     answered); it is recorded as invalid.
 
@@ -50,27 +61,31 @@ class PublicGoodsEnv(SimultaneousRounds, ParallelEnv):
     All agents terminate after `rounds` rounds. No truncation.
 
     ## Info (per agent, per step)
-    "round", "action", "valid", "contribution", "self", "other" (others' mean payoff), "options",
-    "cooperation" (contribution level rescaled to 0..1).
+    "round", "action" (canonical level index), "shown_action", "valid", "contribution", "self",
+    "other" (others' mean payoff), "options" (canonical), "cooperation" (the level's score).
+    At reset: "order".
 
     ## Arguments
     scenario: a scenario id or `Dilemma` of kind "public_goods"; n_players, rounds: overrides.
-    render_mode: None | "ansi".
+    action_order: "fixed" | "reversed" | "permuted". render_mode: None | "ansi".
 
     ## Version history
+    v1: observations gain "order" and "cooperation", in the shown order (`action_order`).
     v0: initial release.
     """
 
-    metadata = {"name": "dilemma_public_goods_v0", "render_modes": ["ansi"], "is_parallelizable": True}
+    metadata = {"name": "dilemma_public_goods_v1", "render_modes": ["ansi"], "is_parallelizable": True}
 
     def __init__(
         self,
         scenario: str | Dilemma = "public_goods",
         n_players: int | None = None,
         rounds: int | None = None,
+        action_order: str = "fixed",
         render_mode: str | None = None,
     ) -> None:
         d = load_dilemma(scenario) if isinstance(scenario, str) else scenario
+        self.action_order = check_action_order(action_order)
         if d.game != "public_goods":
             raise ValueError(f"scenario {d.id!r} is a {d.game!r} game; PublicGoodsEnv plays 'public_goods'")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -102,13 +117,7 @@ class PublicGoodsEnv(SimultaneousRounds, ParallelEnv):
             ):
                 lo_hi.append(self._pay(np.array(c), np.array(tot), n))
         lo, hi = float(np.min(lo_hi)), float(np.max(lo_hi))
-        self._obs_space = spaces.Dict(
-            {
-                "round": spaces.Discrete(self.rounds_),
-                "payoffs": payoff_box(min(lo, 0.0), hi, self.n_actions),
-                "history": history_space(d.memory, self.n_actions),
-            }
-        )
+        self._obs_space = self._observation_spaces(payoff_box(min(lo, 0.0), hi, self.n_actions))
         self._act_space = spaces.Discrete(self.n_actions)
         self.np_random, self.np_random_seed = seed_rng(None)
         self.agents: list[str] = []
@@ -132,6 +141,9 @@ class PublicGoodsEnv(SimultaneousRounds, ParallelEnv):
     def action_space(self, agent: str) -> spaces.Space:
         return self._act_space
 
+    def _cooperation(self, r: int) -> np.ndarray:
+        return self._coop
+
     def _option_payoffs(self) -> np.ndarray:
         """(n, n_actions, 2): expected [self, others' mean] per own level (plug-in expectation)."""
         n = len(self.possible_agents)
@@ -149,7 +161,7 @@ class PublicGoodsEnv(SimultaneousRounds, ParallelEnv):
         return np.stack([own, other], axis=-1)
 
     def step(self, actions: dict[str, int]):
-        act = self._actions_array(actions)
+        act, shown = self._actions_array(actions)
         n = len(self.possible_agents)
         options = self._option_payoffs()
         valid = act != NO_ANSWER
@@ -172,6 +184,7 @@ class PublicGoodsEnv(SimultaneousRounds, ParallelEnv):
             a: {
                 "round": r,
                 "action": int(act[i]) if valid[i] else None,
+                "shown_action": int(shown[i]) if valid[i] else None,
                 "valid": bool(valid[i]),
                 "contribution": float(contrib[i]) if valid[i] else None,
                 "self": float(pay[i]),

@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import AECEnv
 
-from envs.dilemmas.common import NO_ANSWER, payoff_box, seed_rng
+from envs.dilemmas.common import NO_ANSWER, check_action_order, draw_order, payoff_box, seed_rng
 from scenarios.dilemmas import Dilemma, load_dilemma
 from scenarios.expr import compile_expr
 
@@ -39,11 +39,18 @@ class SequentialGameEnv(AECEnv):
       roles' mean. Later stages are averaged under a uniform belief (a level-0 belief: each later
       action equally likely); rows past the stage's actions are zero;
     - "action_mask": Box(0, 1, (n,), int8): 1 for the actions of the stage now to move if the
-      observing agent is the one to move, else all 0.
+      observing agent is the one to move, else all 0;
+    - "order": Box(0, n - 1, (n,), int64): the canonical action of each shown position of the
+      stage now to move (positions past its actions map to themselves);
+    - "cooperation": Box(0, 1, (n,), float32): each shown action's value rescaled to 0..1 within
+      the stage (zeros past its actions).
+    "payoffs", "action_mask", "order" and "cooperation" are in the SHOWN order (`action_order`:
+    the stage's actions as listed, reversed, or permuted once per episode per stage); "previous"
+    holds canonical indices.
 
     ## Action space
-    Discrete(n); only masked actions are legal. `NO_ANSWER` (-1) marks an invalid answer: the
-    round is void (every role gets 0) and it is recorded as invalid.
+    Discrete(n): a shown position; only masked positions are legal. `NO_ANSWER` (-1) marks an
+    invalid answer: the round is void (every role gets 0) and it is recorded as invalid.
 
     ## Rewards
     At the end of each round, each role's payoff expression. Zero elsewhere.
@@ -52,24 +59,31 @@ class SequentialGameEnv(AECEnv):
     All roles terminate after `rounds` rounds. No truncation.
 
     ## Info (per agent, set when it moves)
-    "round", "stage", "action", "valid", "options" (its payoffs observation at the move),
-    "cooperation" (the action's value rescaled to 0..1 within the stage); at round end "self",
-    "other" and "void".
+    "round", "stage", "action" (canonical), "shown_action", "valid", "options" (canonical
+    [self, other] per action of the stage at the move), "cooperation" (the action's value
+    rescaled to 0..1 within the stage); at round end "self", "other" and "void".
 
     ## Arguments
-    scenario: id or `Dilemma` of kind "sequential". rounds: override. render_mode: None | "ansi".
+    scenario: id or `Dilemma` of kind "sequential". rounds: override.
+    action_order: "fixed" | "reversed" | "permuted". render_mode: None | "ansi".
 
     ## Version history
+    v1: observations gain "order" and "cooperation", in the shown order (`action_order`).
     v0: initial release.
     """
 
-    metadata = {"name": "dilemma_sequential_v0", "render_modes": ["ansi"], "is_parallelizable": False}
+    metadata = {"name": "dilemma_sequential_v1", "render_modes": ["ansi"], "is_parallelizable": False}
 
     def __init__(
-        self, scenario: str | Dilemma = "dictator", rounds: int | None = None, render_mode: str | None = None
+        self,
+        scenario: str | Dilemma = "dictator",
+        rounds: int | None = None,
+        action_order: str = "fixed",
+        render_mode: str | None = None,
     ):
         super().__init__()
         d = load_dilemma(scenario) if isinstance(scenario, str) else scenario
+        self.action_order = check_action_order(action_order)
         if d.game != "sequential":
             raise ValueError(f"scenario {d.id!r} is a {d.game!r} game; SequentialGameEnv plays 'sequential'")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -99,6 +113,8 @@ class SequentialGameEnv(AECEnv):
                 "previous": spaces.Box(-1, self.n_max - 1, shape=(n_st,), dtype=np.int64),
                 "payoffs": payoff_box(min(lo, 0.0), max(hi, 0.0), self.n_max),
                 "action_mask": spaces.Box(0, 1, shape=(self.n_max,), dtype=np.int8),
+                "order": spaces.Box(0, self.n_max - 1, shape=(self.n_max,), dtype=np.int64),
+                "cooperation": spaces.Box(0.0, 1.0, shape=(self.n_max,), dtype=np.float32),
             }
         )
         self._act_space = spaces.Discrete(self.n_max)
@@ -141,9 +157,14 @@ class SequentialGameEnv(AECEnv):
         st = min(self._stage, len(self.stages) - 1)
         pay = np.zeros((self.n_max, 2), dtype=np.float32)
         mask = np.zeros(self.n_max, dtype=np.int8)
+        order = np.arange(self.n_max, dtype=np.int64)
+        coop = np.zeros(self.n_max, dtype=np.float32)
+        shown = self._orders[st]
+        order[: len(shown)] = shown
+        coop[: len(shown)] = self._coop[st][shown]
         if self._stage < len(self.stages) and self._r < self.rounds_:
             opts = self.option_payoffs(agent)
-            pay[: len(opts)] = opts
+            pay[: len(opts)] = opts[shown]
             if agent == self.stages[st].player:
                 mask[: len(opts)] = 1
         prev = np.full(len(self.stages), -1, dtype=np.int64)
@@ -154,6 +175,8 @@ class SequentialGameEnv(AECEnv):
             "previous": prev,
             "payoffs": pay,
             "action_mask": mask,
+            "order": order,
+            "cooperation": coop,
         }
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> None:
@@ -166,6 +189,9 @@ class SequentialGameEnv(AECEnv):
         self.truncations = {a: False for a in self.agents}
         self.infos = {a: {} for a in self.agents}
         self._r, self._stage, self._prev = 0, 0, []
+        self._orders = [draw_order(self.action_order, len(s.actions), self.np_random) for s in self.stages]
+        for a in self.agents:
+            self.infos[a] = {"order": [o.tolist() for o in self._orders]}
         self._last: dict[str, Any] = {}
         self.agent_selection = self.stages[0].player
 
@@ -196,12 +222,13 @@ class SequentialGameEnv(AECEnv):
         self._cumulative_rewards[agent] = 0.0
         self.rewards = {a: 0.0 for a in self.agents}
         stage = self.stages[self._stage]
-        k = NO_ANSWER if action is None else int(action)
+        pos = NO_ANSWER if action is None else int(action)
         n = len(stage.actions)
-        if k != NO_ANSWER and not 0 <= k < n:
+        if pos != NO_ANSWER and not 0 <= pos < n:
             raise ValueError(
-                f"action {k} of {agent} at stage {stage.name!r} outside 0..{n - 1} (or NO_ANSWER=-1)"
+                f"action {pos} of {agent} at stage {stage.name!r} outside 0..{n - 1} (or NO_ANSWER=-1)"
             )
+        k = NO_ANSWER if pos == NO_ANSWER else int(self._orders[self._stage][pos])
         options = self.option_payoffs(agent)
         ok = k != NO_ANSWER
         self.infos = {a: {} for a in self.agents}
@@ -209,6 +236,7 @@ class SequentialGameEnv(AECEnv):
             "round": self._r,
             "stage": stage.name,
             "action": k if ok else None,
+            "shown_action": pos if ok else None,
             "valid": ok,
             "options": options.tolist(),
             "cooperation": float(self._coop[self._stage][k]) if ok else None,

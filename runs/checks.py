@@ -1,0 +1,113 @@
+"""Everything about a run that can be checked before it writes anything or loads a model.
+
+`check_run` raises ConfigError (exit status 2) naming the key, file or flag and what is allowed:
+agent specs against the games they would play (agents.registry), a scenario file and its
+players, the values axis, prompt-set languages against the scenario's text and the framings.
+"""
+
+from __future__ import annotations
+
+from runs.config import ConfigError, RunConfig
+from scenarios import ScenarioError, load_instrument
+
+__all__ = ["check_run", "uses_llm"]
+
+
+def uses_llm(specs: list[str]) -> bool:
+    return any(s.startswith("llm:") for s in specs)
+
+
+def _agent_error(err: Exception, where: str) -> ConfigError:
+    from agents.registry import AGENT_KINDS
+
+    return ConfigError(f"{where}: {err}\n  agent specs allowed: {', '.join(AGENT_KINDS)}")
+
+
+def _check_languages(config: RunConfig, extra_framings: set[str], scenario_langs: set[str] | None) -> None:
+    """Every prompt set's language must be one the framings (and the scenario's text) are written in."""
+    from scenarios.prompts import load_framing, load_prompt_set
+
+    framings = {f for entry in config.framings if entry != "none" for f in entry.split("+")} | extra_framings
+    for ps in config.prompt_sets:
+        lang = load_prompt_set(ps).language
+        for fid in sorted(framings):
+            if lang not in load_framing(fid).languages():
+                raise ConfigError(
+                    f"framings: {fid!r} has no text in {lang!r} (prompt set {ps!r}); it is written in "
+                    f"{sorted(load_framing(fid).languages())}"
+                )
+        if scenario_langs is not None and "*" not in scenario_langs and lang not in scenario_langs:
+            raise ConfigError(
+                f"prompt_sets: {ps!r} is in {lang!r} but scenario {config.scenario!r} has text in "
+                f"{sorted(scenario_langs)} only; add text.intro.{lang} (and stage prompts) to the scenario, "
+                "or use a prompt set in one of its languages"
+            )
+
+
+def _check_instruments(config: RunConfig) -> None:
+    from agents.registry import AgentSpecError, check_spec
+
+    if config.rounds is not None:
+        raise ConfigError("rounds: only scenario runs have rounds (set scenario, or remove rounds)")
+    if not config.agents:
+        raise ConfigError("agents: at least one agent spec is needed for an instrument run")
+    n_opts = [load_instrument(i).n_options for i in config.instruments]
+    for spec in config.agents:
+        try:
+            check_spec(spec, {"instrument"}, n_opts, where=f"instruments {config.instruments}")
+        except AgentSpecError as err:
+            raise _agent_error(err, "agents") from None
+    if uses_llm(config.agents):
+        _check_languages(config, set(), None)
+
+
+def _check_scenario(config: RunConfig) -> None:
+    from agents.registry import AgentSpecError, check_spec
+    from runs.plan import overrides, plan, scenario_seats
+    from scenarios.dilemmas import load_dilemma
+
+    try:
+        d = load_dilemma(config.scenario)
+    except ScenarioError as err:
+        raise ConfigError(f"scenario: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"scenario: {config.scenario}: {err}") from None
+    over = overrides(config)
+    targets = set(d.player_names()) | {g.name for g in d.agents} | {"*"}
+    bad = sorted(set(over) - targets)
+    if bad:
+        groups = [g.name for g in d.agents]
+        raise ConfigError(
+            f"agents: {bad} are not players or groups of scenario {d.id!r}; groups: {groups}, "
+            f"players: {d.player_names()[:6]}{'...' if len(d.player_names()) > 6 else ''}, or '*'"
+        )
+    free = [g.name for g in d.agents if g.value is None]
+    if config.values is not None and d.agents and not free:
+        raise ConfigError(
+            f"values: every group of scenario {d.id!r} sets its own value; the values axis applies to "
+            "players whose group sets none (remove values)"
+        )
+    seats = scenario_seats(d, config, plan(config)[0])
+    if d.game == "sequential":
+        sizes = {p: [len(s.actions) for s in d.stages if s.player == p] or [0] for p in d.player_names()}
+    else:
+        sizes = {p: [len(d.actions)] if d.actions else [9] for p in d.player_names()}
+    for p, seat in seats.items():
+        try:
+            check_spec(
+                seat.spec, {d.game}, [n for n in sizes[p] if n] or [2], where=f"scenario {d.id!r} ({p})"
+            )
+        except AgentSpecError as err:
+            raise _agent_error(err, f"agents ({seat.group} / {p})") from None
+    specs = [s.spec for s in seats.values()]
+    if uses_llm(specs):
+        group_framings = {f for g in d.agents if g.framing for f in g.framing.split("+")}
+        _check_languages(config, group_framings, d.languages())
+
+
+def check_run(config: RunConfig) -> None:
+    """Raise ConfigError unless the run can start (see the module docstring)."""
+    if config.scenario is not None:
+        _check_scenario(config)
+    else:
+        _check_instruments(config)
