@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scenarios.instruments import VALUE_NAMES
 from scenarios.instruments import value as load_value
 from scenarios.loading import DATA_DIR, ScenarioError, load_yaml_model
+from scenarios.phrases import AnswerPhrases
 
 __all__ = [
     "LETTERS",
@@ -100,6 +101,7 @@ class PromptSet(_Frozen):
     value_names: dict[str, str] | None = None
     variables: dict[str, str] = Field(default_factory=dict)
     ordinals: tuple[str, ...] = Field(min_length=15)
+    answer_phrases: AnswerPhrases = Field(description="how replies are read (scenarios.phrases)")
     induction: str
     role: str
     goal: str

@@ -457,7 +457,9 @@ class GoalPromptedPolicy(Agent):
                 "extractor_prompt": conv[0].text,
                 "extractor_reply": g.text,
                 "extractor_seed": s.seed,
-                "extractor_choice": parse_choice(g.text, letters[i]),
+                "extractor_choice": parse_choice(
+                    g.text, letters[i], states[i].render.prompt_set.answer_phrases
+                ),
             }
         return out
 
@@ -474,7 +476,7 @@ class GoalPromptedPolicy(Agent):
         found: dict[int, tuple[str, str]] = {}
         todo = []
         for i in idx:
-            c = parse_choice(replies[i], letters[i])
+            c = parse_choice(replies[i], letters[i], states[i].render.prompt_set.answer_phrases)
             attempts[i][-1]["strict_choice"] = c
             if c is not None:
                 found[i] = (c, "strict")
