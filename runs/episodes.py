@@ -159,7 +159,9 @@ def _scenario_game(
         kwargs["rounds"] = config.rounds
     env = make_env(d, **kwargs)  # ParallelEnv (simultaneous games) or AECEnv (sequential)
     rounds = int(env.rounds_)
-    graph = getattr(env, "graph", None)
+    from envs.dilemmas import MatrixGameEnv
+
+    graph = env.graph if isinstance(env, MatrixGameEnv) else None
     seats_plan = scenario_seats(d, config, spec)
     n_actions = [len(s.actions) for s in d.stages] if d.game == "sequential" else [int(env.n_actions)]
     seats = {}
@@ -287,8 +289,8 @@ def records(
             )
         ep = EpisodeRecord(
             **common,
-            game=game.scenario.game if hasattr(game, "scenario") else None,
-            rounds=int(getattr(game, "rounds_", 0)) or None,
+            game=game.scenario.game,
+            rounds=int(game.rounds_),
             players=players,
         )
     return ep.model_dump(mode="json"), decisions

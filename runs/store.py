@@ -687,16 +687,20 @@ def repair(run_dir: str | Path) -> dict[str, int]:
         os.close(fd)
 
 
-def convert(run_dir: str | Path) -> dict[str, int]:
-    """Convert a run of the earlier JSONL store into this store (episodes whose decision lines are
-    all present are kept; the others are left for a resume to re-run)."""
-    run_dir = Path(run_dir)
-    if (run_dir / DB).exists():
-        raise StoreError(f"{run_dir}: already holds {DB}")
-    try:
-        manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise StoreError(f"{run_dir}: cannot read {MANIFEST}: {err}") from None
+def _lines(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The parseable JSON lines of a file and the count of unparseable ones."""
+    out, bad = [], 0
+    if path.is_file():
+        for raw in path.read_bytes().splitlines():
+            try:
+                out.append(json.loads(raw))
+            except json.JSONDecodeError:
+                bad += 1
+    return out, bad
+
+
+def _jsonl_config(run_dir: Path, manifest: dict[str, Any]) -> Any:
+    """The RunConfig of a JSONL-store run, refused when this version cannot continue it."""
     from runs.config import ConfigError, validate
     from runs.plan import EPISODE_SEED_RULE
 
@@ -709,38 +713,39 @@ def convert(run_dir: str | Path) -> dict[str, int]:
             f"({commit}), or start a new run"
         )
     try:
-        config = validate(manifest["config"], f"{run_dir / MANIFEST}: config")
+        return validate(manifest["config"], f"{run_dir / MANIFEST}: config")
     except (ConfigError, KeyError) as err:
         raise StoreError(f"{run_dir}: its config is not one this version runs: {err}") from None
-    decs: dict[str, list[dict[str, Any]]] = {}
-    bad_lines = 0
-    for path in (run_dir / DECISIONS,):
-        if path.is_file():
-            for raw in path.read_bytes().splitlines():
-                try:
-                    d = json.loads(raw)
-                except json.JSONDecodeError:
-                    bad_lines += 1
-                    continue
-                decs.setdefault(d.get("episode"), []).append(d)
-    episodes = []
-    if (run_dir / EPISODES).is_file():
-        for raw in (run_dir / EPISODES).read_bytes().splitlines():
-            try:
-                episodes.append(json.loads(raw))
-            except json.JSONDecodeError:
-                bad_lines += 1
+
+
+def convert(run_dir: str | Path) -> dict[str, int]:
+    """Convert a run of the earlier JSONL store into this store (episodes whose decision lines are
+    all present are kept; the others are left for a resume to re-run)."""
+    run_dir = Path(run_dir)
+    if (run_dir / DB).exists():
+        raise StoreError(f"{run_dir}: already holds {DB}")
+    try:
+        manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise StoreError(f"{run_dir}: cannot read {MANIFEST}: {err}") from None
+    config = _jsonl_config(run_dir, manifest)
     from runs.plan import plan
 
     seq = {e.key: e.seq for e in plan(config)}
+    decisions, bad_d = _lines(run_dir / DECISIONS)
+    episodes, bad_e = _lines(run_dir / EPISODES)
+    decs: dict[str, list[dict[str, Any]]] = {}
+    for d in decisions:
+        decs.setdefault(d.get("episode"), []).append(d)
     fd = RunStore._lock(run_dir)
+    tmp = run_dir / f".{DB}.convert"
     try:
-        store_conn = RunStore._connect(run_dir / f".{DB}.convert")
-        store = RunStore(run_dir, store_conn, None)
-        with store_conn:
-            store_conn.execute("BEGIN")
+        conn = RunStore._connect(tmp)
+        store = RunStore(run_dir, conn, None)
+        with conn:
+            conn.execute("BEGIN")
             for stmt in filter(str.strip, _SCHEMA.split(";")):
-                store_conn.execute(stmt)
+                conn.execute(stmt)
             rows = {
                 "schema": str(SCHEMA_VERSION),
                 "config_hash": config_hash(config.resume_view()),
@@ -751,29 +756,23 @@ def convert(run_dir: str | Path) -> dict[str, int]:
                 "created": manifest.get("environment", {}).get("time") or _now(),
                 "budget_history": "[]",
             }
-            store_conn.executemany("INSERT INTO meta(name, value) VALUES (?, ?)", rows.items())
-            cur = store_conn.execute(
-                "INSERT INTO sessions(started, pid, record) VALUES (?, ?, ?)",
-                (_now(), os.getpid(), dumps({"converted": True})),
-            )
-            store.session = int(cur.lastrowid)
-        kept = seen = 0
+            conn.executemany("INSERT INTO meta(name, value) VALUES (?, ?)", rows.items())
+        store._start_session({"converted": True})
+        kept = 0
         for ep in episodes:
-            seen += 1
             d = sorted(decs.get(ep.get("key"), []), key=lambda x: x.get("step", 0))
-            if ep.get("key") not in seq or len(d) != ep.get("n_decisions"):
-                continue
-            store.add_episode(seq[ep["key"]], ep, d)
-            kept += 1
-        store_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        store_conn.close()
-        os.replace(run_dir / f".{DB}.convert", run_dir / DB)
+            if ep.get("key") in seq and len(d) == ep.get("n_decisions"):
+                store.add_episode(seq[ep["key"]], ep, d)
+                kept += 1
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        os.replace(tmp, run_dir / DB)
         for suffix in ("-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
-                os.remove(run_dir / f".{DB}.convert{suffix}")
+                os.remove(f"{tmp}{suffix}")
     finally:
         os.close(fd)
-    return {"kept": kept, "dropped": seen - kept, "unreadable_lines": bad_lines}
+    return {"kept": kept, "dropped": len(episodes) - kept, "unreadable_lines": bad_d + bad_e}
 
 
 # -- provenance ----------------------------------------------------------------------------------------

@@ -471,7 +471,9 @@ def run_dilemma(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if not args.angles
         else {f"{a:g}": a for a in args.angles}
     )
-    out = Path(args.out or f"results/rl/{args.game}-ppo-s{args.seed}")
+    from scenarios.dilemmas import load_dilemma
+
+    out = Path(args.out or f"results/rl/{load_dilemma(args.game).id}-ppo-s{args.seed}")
     out.mkdir(parents=True, exist_ok=True)
     record = _record_base(args, argv)
     rows, curves = [], {}
@@ -654,7 +656,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--game",
         default="prisoners_dilemma_repeated",
-        help="simultaneous-move scenario id (default prisoners_dilemma_repeated; e.g. public_goods)",
+        help="simultaneous-move scenario: a shipped id or a YAML file (default prisoners_dilemma_repeated); "
+        "populations on a graph train one learner per player",
     )
     d.add_argument(
         "--angles",
@@ -691,10 +694,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "dilemma":
         from envs.dilemmas import is_parallel
-        from scenarios.dilemmas import dilemma_ids
+        from scenarios import ScenarioError
+        from scenarios.dilemmas import load_dilemma
 
-        if args.game not in dilemma_ids():
-            print(f"error: --game {args.game!r} unknown; allowed: {dilemma_ids()}", file=sys.stderr)
+        try:
+            load_dilemma(args.game)
+        except (ScenarioError, OSError) as err:
+            print(f"error: --game {args.game!r}: {err}", file=sys.stderr)
             return 2
         if not is_parallel(args.game):
             print(
