@@ -7,10 +7,13 @@ players, the values axis, prompt-set languages against the scenario's text and t
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from runs.config import ConfigError, RunConfig
 from scenarios import ScenarioError, load_instrument
 
-__all__ = ["check_run", "uses_llm"]
+__all__ = ["check_run", "check_writable", "uses_llm"]
 
 
 def uses_llm(specs: list[str]) -> bool:
@@ -72,6 +75,7 @@ def _check_scenario(config: RunConfig) -> None:
         raise ConfigError(f"scenario: {err}") from None
     except OSError as err:
         raise ConfigError(f"scenario: {config.scenario}: {err}") from None
+    _check_scenario_size(config, d)
     over = overrides(config)
     targets = set(d.player_names()) | {g.name for g in d.agents} | {"*"}
     bad = sorted(set(over) - targets)
@@ -105,9 +109,52 @@ def _check_scenario(config: RunConfig) -> None:
         _check_languages(config, group_framings, d.languages())
 
 
+def _check_size(config: RunConfig) -> None:
+    n, limit = config.n_episodes(), config.limits.max_episodes
+    if n > limit:
+        raise ConfigError(
+            f"the plan has {n:,} episodes; limits.max_episodes is {limit:,} (fewer trials or conditions, or "
+            f"raise it deliberately: --set limits.max_episodes={n})"
+        )
+
+
+def _check_scenario_size(config: RunConfig, d) -> None:
+    rounds = config.rounds or d.rounds
+    if rounds > config.limits.max_rounds:
+        raise ConfigError(
+            f"rounds: {rounds:,} per episode; limits.max_rounds is {config.limits.max_rounds:,} (raise it "
+            f"deliberately: --set limits.max_rounds={rounds})"
+        )
+    players = d.n_players()
+    if players > config.limits.max_players:
+        raise ConfigError(
+            f"scenario {d.id!r} has {players:,} players; limits.max_players is {config.limits.max_players:,} "
+            f"(raise it deliberately: --set limits.max_players={players})"
+        )
+
+
+def check_writable(run_dir: Path) -> None:
+    """The run directory, or the folder it will be created in, must be a directory we can write."""
+    if run_dir.exists():
+        if not run_dir.is_dir():
+            raise ConfigError(f"run directory {run_dir}: exists and is not a directory")
+        target = run_dir
+    else:
+        target = run_dir.parent
+        while not target.exists() and target != target.parent:
+            target = target.parent
+        if not target.is_dir():
+            raise ConfigError(f"results directory {target}: is a file, not a directory (for {run_dir})")
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"results directory {target}: not writable (for {run_dir}); choose another --results-dir"
+        )
+
+
 def check_run(config: RunConfig) -> None:
     """Raise ConfigError unless the run can start (see the module docstring)."""
     if config.scenario is not None:
         _check_scenario(config)
     else:
         _check_instruments(config)
+    _check_size(config)

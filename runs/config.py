@@ -6,6 +6,7 @@ exit status 2 before it writes anything.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,10 +47,14 @@ class LLMSettings(_Strict):
         "generate", description="generate: free text + parser; logprob: distribution over the option letters"
     )
     temperature: float = Field(
-        1.0, ge=0.0, description="sampling temperature (0: greedy; trials then repeat)"
+        1.0,
+        ge=0.0,
+        le=10.0,
+        allow_inf_nan=False,
+        description="sampling temperature (0: greedy; trials then repeat)",
     )
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling")
-    max_new_tokens: int = Field(64, ge=1, description="reply length limit for item answers")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False, description="nucleus sampling")
+    max_new_tokens: int = Field(64, ge=1, le=32_768, description="reply length limit for item answers")
     options: dict[str, Any] = Field(
         default_factory=dict, description="further GoalPromptedPolicy keyword arguments (e.g. max_reasks)"
     )
@@ -80,11 +85,25 @@ class Budget(_Strict):
     max_tokens: int | None = Field(None, ge=0, description="prompt + completion tokens per agent")
 
 
+class Limits(_Strict):
+    """Sizes a run may reach; a config beyond them is refused before anything is written. Raise a
+    limit deliberately with --set limits.KEY=VALUE."""
+
+    max_episodes: int = Field(200_000, ge=1, description="episodes in the plan")
+    max_rounds: int = Field(10_000, ge=1, description="rounds of a scenario episode")
+    max_players: int = Field(2_000, ge=2, description="players of a scenario")
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
 class RunConfig(_Strict):
     """One evaluation: the grid agents x values x goal x trials x instruments x option orders, or a
     scenario's population x the same conditions (runs/plan.py)."""
 
-    name: str | None = Field(None, description="run name; the run directory is <results_dir>/<name>")
+    name: str | None = Field(
+        None, description="run name (letters, digits, _ . -); the run directory is <results_dir>/<name>"
+    )
     results_dir: str = Field("results", description="parent folder of run directories (git-ignored)")
     agents: list[str] = Field(
         ["llm:embedded"],
@@ -116,13 +135,15 @@ class RunConfig(_Strict):
     cache: Literal["shared", "run", "off"] = Field(
         "shared", description="response cache: shared (.cache/responses.sqlite), run (in the run dir), off"
     )
-    batch_size: int = Field(8, ge=1, description="episodes stepped together; a kill loses at most one batch")
+    batch_size: int = Field(
+        8, ge=1, le=100_000, description="episodes stepped together; a kill loses at most one batch"
+    )
     threads: int | None = Field(
         None,
         ge=1,
         description="torch CPU threads for local models (None: torch's default); 1 on a shared CPU",
     )
-    n_boot: int = Field(2000, ge=100, description="bootstrap resamples for intervals")
+    n_boot: int = Field(2000, ge=100, le=1_000_000, description="bootstrap resamples for intervals")
     ci_level: float = Field(0.95, gt=0.0, lt=1.0, description="interval level")
     convention: Literal["interval", "ideal"] = Field(
         "interval", description="value-rationality target used for the radar figure and goal effect"
@@ -133,6 +154,17 @@ class RunConfig(_Strict):
     rounds: int | None = Field(
         None, ge=1, description="scenario runs: rounds per episode (default: the scenario's)"
     )
+    limits: Limits = Field(default_factory=Limits)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and (not _NAME.match(v) or ".." in v):
+            raise ValueError(
+                f"{v!r} is not a plain name: use 1-128 letters, digits, '_', '.', '-' (no path separators, "
+                "no '..'); to choose the folder, use --results-dir or --run-dir"
+            )
+        return v
 
     @field_validator("instruments")
     @classmethod
@@ -184,9 +216,13 @@ class RunConfig(_Strict):
         return {"on": [True], "off": [False], "both": [True, False]}[self.goal]
 
     def n_episodes(self) -> int:
-        from runs.plan import plan
+        """Episodes in the plan, counted without building it (runs/plan.py builds the same grid)."""
+        from runs.plan import axis_sizes
 
-        return len(plan(self))
+        n = 1
+        for size in axis_sizes(self):
+            n *= size
+        return n
 
     def resume_view(self) -> dict[str, Any]:
         """The part of the config a resumed run must share with the manifest."""
@@ -214,7 +250,7 @@ RESUME_KEYS = (
     "rounds",
 )
 
-_SECTIONS: dict[str, type[BaseModel]] = {"llm": LLMSettings, "budget": Budget}
+_SECTIONS: dict[str, type[BaseModel]] = {"llm": LLMSettings, "budget": Budget, "limits": Limits}
 
 
 def _check_keys(data: dict[str, Any], source: str) -> None:
@@ -271,7 +307,7 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], source: str
         head, _, tail = key.partition(".")
         if tail:
             if head not in _SECTIONS:
-                raise ConfigError(f"{source}: {key!r}: only llm.* and budget.* take dotted keys")
+                raise ConfigError(f"{source}: {key!r}: only llm.*, budget.* and limits.* take dotted keys")
             out[head] = {**(out.get(head) or {}), tail: v}
         else:
             out[head] = v

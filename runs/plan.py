@@ -25,6 +25,7 @@ __all__ = [
     "SeatPlan",
     "episode_key",
     "episode_seed",
+    "axis_sizes",
     "overrides",
     "plan",
     "scenario_seats",
@@ -104,16 +105,27 @@ def _values(config: RunConfig, scenario_values: bool) -> list[str | None]:
     return list(config.values) if scenario_values and config.values else [None]
 
 
-def plan(config: RunConfig) -> list[EpisodeSpec]:
-    """Every episode of the grid, in a stable order (seq)."""
+def _axes(config: RunConfig) -> tuple[list[str], list[str], list[str | None]]:
+    """The agent, instrument and value axes (a scenario run has one 'agent': its population)."""
     if config.scenario is not None:
         from scenarios.dilemmas import load_dilemma
 
         d = load_dilemma(config.scenario)
-        agents, instruments = [""], [d.id]
         values = _values(config, any(g.value is None for g in d.agents) or not d.agents)
-    else:
-        agents, instruments, values = config.agents, config.instruments, _values(config, False)
+        return [""], [d.id], values
+    return list(config.agents), list(config.instruments), _values(config, False)
+
+
+def axis_sizes(config: RunConfig) -> list[int]:
+    """The length of every grid axis (their product is the number of episodes)."""
+    agents, instruments, values = _axes(config)
+    axes = (agents, instruments, config.orders, config.prompt_sets, config.framings, values, config.goals())
+    return [config.trials, *map(len, axes)]
+
+
+def plan(config: RunConfig) -> list[EpisodeSpec]:
+    """Every episode of the grid, in a stable order (seq)."""
+    agents, instruments, values = _axes(config)
     kind = "instrument" if config.scenario is None else "scenario"
     out: list[EpisodeSpec] = []
     for agent in agents:

@@ -314,7 +314,10 @@ class RunStore:
         if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
             if must_exist:
                 raise StoreError(f"{run_dir}: no run to resume there")
-            created = cls._create(run_dir, config=config, config_hash=h, manifest=manifest)
+            try:
+                created = cls._create(run_dir, config=config, config_hash=h, manifest=manifest)
+            except OSError as err:
+                raise StoreError(f"{run_dir}: cannot create the run directory: {err}") from None
         elif not run_dir.is_dir():
             raise StoreError(f"{run_dir}: exists and is not a directory")
         fd = cls._lock(run_dir)

@@ -62,6 +62,21 @@ __all__ = [
 ]
 
 DILEMMA_DIR = DATA_DIR / "dilemmas"
+#: Largest population and interaction graph a scenario may declare (raise deliberately with the
+#: environment variables SVO_MAX_PLAYERS / SVO_MAX_EDGES): every edge is played every round.
+MAX_PLAYERS = 10_000
+MAX_EDGES = 200_000
+
+
+def _max(env: str, default: int) -> int:
+    import os
+
+    try:
+        return int(os.environ.get(env, default))
+    except ValueError:
+        raise ValueError(f"environment variable {env}={os.environ[env]!r} is not a whole number") from None
+
+
 GameKind = Literal["matrix", "slider", "public_goods", "sequential"]
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BUILTINS = {
@@ -101,13 +116,13 @@ def _actions(raw: Any) -> Any:
     return out
 
 
-def _check_actions(actions: tuple[ActionSpec, ...]) -> None:
+def _check_actions(actions: tuple[ActionSpec, ...], where: str = "actions") -> None:
     names = [a.name for a in actions]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ValueError(f"duplicate action names {dup}")
+        raise ValueError(f"{where}: duplicate action names {dup}; each action needs its own name")
     if len(actions) < 2:
-        raise ValueError(f"a decision needs at least 2 actions, got {len(actions)}")
+        raise ValueError(f"{where}: a decision needs at least 2 actions, got {len(actions)}")
 
 
 class Stage(_Frozen):
@@ -128,7 +143,7 @@ class Stage(_Frozen):
     def _check(self) -> Stage:
         if not _IDENT.match(self.name):
             raise ValueError(f"stage name {self.name!r} must be an identifier (letters, digits, _)")
-        _check_actions(self.actions)
+        _check_actions(self.actions, f"stage {self.name!r} actions")
         return self
 
 
@@ -146,8 +161,33 @@ class GraphSpec(_Frozen):
     path: str | None = None
     seed: int = 0
 
+    def edge_count(self) -> int:
+        """How many edges the graph will have (an upper bound for scale-free), computed without
+        building it, so an oversized graph is refused before it is built."""
+        n = self.n or 0
+        return {
+            "pair": 1,
+            "complete": n * (n - 1) // 2,
+            "ring": n,
+            "small_world": n * self.k // 2,
+            "scale_free": self.m * n,
+            "edges": len(self.edges or ()),
+        }.get(self.kind, 0)
+
     @model_validator(mode="after")
     def _check(self) -> GraphSpec:
+        limit = _max("SVO_MAX_PLAYERS", MAX_PLAYERS)
+        if self.n is not None and self.n > limit:
+            raise ValueError(
+                f"graph: n={self.n:,} players; the limit is {limit:,} (raise it deliberately with the environment "
+                "variable SVO_MAX_PLAYERS)"
+            )
+        edges, elimit = self.edge_count(), _max("SVO_MAX_EDGES", MAX_EDGES)
+        if edges > elimit:
+            raise ValueError(
+                f"graph: a {self.kind} graph of {self.n:,} players has {edges:,} edges; the limit is {elimit:,} "
+                "(raise it deliberately with the environment variable SVO_MAX_EDGES)"
+            )
         if self.kind in ("complete", "ring", "small_world", "scale_free") and self.n is None:
             raise ValueError(f"graph kind {self.kind!r} needs n (number of players)")
         if self.kind == "pair" and self.n not in (None, 2):
@@ -519,7 +559,10 @@ class Dilemma(_Frozen):
             self._expr(pay.self_, "payoffs.self", _BUILTINS["matrix"])
         tab = self.matrix_table()
         if not np.all(np.isfinite(tab)):
-            raise ValueError("payoffs: the payoff table has non-finite entries (division by zero?)")
+            bad = [f"[{i}][{j}]" for i, j in zip(*np.nonzero(~np.isfinite(tab).all(axis=-1)), strict=True)]
+            raise ValueError(
+                f"payoffs: not a finite number for action pair(s) {bad[:4]} (a division by zero?)"
+            )
         if not np.allclose(tab[..., 1], tab[..., 0].T):
             raise ValueError(
                 "payoffs.matrix: not symmetric (partner's payoff for [a][b] must equal own payoff for [b][a]); "
@@ -550,6 +593,12 @@ class Dilemma(_Frozen):
         if pay.matrix is not None or pay.self_ is None or pay.model_extra:
             raise ValueError("payoffs: a public goods game needs exactly payoffs.self (an expression)")
         self._expr(pay.self_, "payoffs.self", _BUILTINS["public_goods"])
+        n = self.n_players()
+        v = np.array([a.value for a in acts], dtype=np.float64)
+        c, others = np.meshgrid(v, v * (n - 1), indexing="ij")  # own level vs everyone else at one level
+        env = {**self.variables, "contribution": c, "others": others, "total": c + others, "n": float(n)}
+        if not np.all(np.isfinite(_evaluate(pay.self_, env, "payoffs.self"))):
+            raise ValueError("payoffs.self: not a finite number for some contributions (a division by zero?)")
         if self.graph.kind != "pair" or self.graph.n is not None:
             raise ValueError("graph: a public goods game puts all `players` in one group; remove graph")
         if self.n_players() < 2:
@@ -583,6 +632,7 @@ class Dilemma(_Frozen):
             )
         for r in roles:
             self._expr(extra[r], f"payoffs.{r}", set(names))
+        self.sequential_table()
         if self.graph.kind != "pair" or self.graph.n is not None:
             raise ValueError("graph: sequential games are played by one group of roles; remove graph")
 
@@ -638,19 +688,37 @@ class Dilemma(_Frozen):
             tab = np.zeros((n, n, 2))
             for i in range(n):
                 for j in range(n):
-                    cell = m[i][j]
                     if pairs:
-                        tab[i, j] = [compile_expr(cell[0])(env), compile_expr(cell[1])(env)]
+                        for k in range(2):
+                            tab[i, j, k] = _evaluate(m[i][j][k], env, f"payoffs.matrix[{i}][{j}][{k}]")
                     else:
-                        tab[i, j, 0] = compile_expr(cell)(env)
-                        other = m[j][i]
-                        tab[i, j, 1] = compile_expr(other)(env)
+                        tab[i, j, 0] = _evaluate(m[i][j], env, f"payoffs.matrix[{i}][{j}]")
+                        tab[i, j, 1] = _evaluate(m[j][i], env, f"payoffs.matrix[{j}][{i}]")
             return tab
         vals = np.array([a.value for a in acts])
-        f = compile_expr(pay.self_)
         me, partner = np.meshgrid(vals, vals, indexing="ij")
-        own = np.broadcast_to(f({**env, "me": me, "partner": partner}), (n, n))
+        own = np.broadcast_to(
+            _evaluate(pay.self_, {**env, "me": me, "partner": partner}, "payoffs.self"), (n, n)
+        )
         return np.stack([own, own.T], axis=-1).astype(np.float64)
+
+    def sequential_table(self) -> np.ndarray:
+        """Sequential games: every role's payoff for every complete play, shape (n_1, ..., n_S, roles)."""
+        vals = [np.array([a.value for a in s.actions], dtype=np.float64) for s in self.stages]
+        grids = np.meshgrid(*vals, indexing="ij")
+        env = {**self.variables, **{s.name: g for s, g in zip(self.stages, grids, strict=True)}}
+        extra = self.payoffs.model_extra
+        out = [
+            np.broadcast_to(_evaluate(extra[r], env, f"payoffs.{r}"), grids[0].shape).astype(np.float64)
+            for r in self.players
+        ]
+        tab = np.stack(out, axis=-1)
+        if not np.all(np.isfinite(tab)):
+            role = self.players[
+                int(np.nonzero(~np.isfinite(tab).reshape(-1, len(self.players)).all(axis=0))[0][0])
+            ]
+            raise ValueError(f"payoffs.{role}: not a finite number for some plays (a division by zero?)")
+        return tab
 
     def cooperation_scores(self) -> np.ndarray:
         """Per action, how cooperative it is in [0, 1] (explicit `cooperation`, else
@@ -680,6 +748,14 @@ class Dilemma(_Frozen):
             for _ in range(g.count or 0):
                 out[next(it)] = g
         return out
+
+
+def _evaluate(source: Any, env: Mapping[str, Any], where: str) -> Any:
+    """Evaluate one payoff expression, errors naming the field (`where`)."""
+    try:
+        return compile_expr(source)(env)
+    except ExprError as err:
+        raise ValueError(f"{where}: {err}") from None
 
 
 def _graph_check(d: Dilemma) -> None:

@@ -66,8 +66,13 @@ class Expression:
         missing = sorted(self.names - set(env))
         if missing:
             raise ExprError(f"expression {self.source!r}: no value for {missing}")
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            out = self._fn(env)
+        try:
+            with np.errstate(divide="ignore", invalid="ignore", over="raise"):
+                out = self._fn(env)
+        except (FloatingPointError, OverflowError):
+            raise ExprError(
+                f"expression {self.source!r}: the result is too large (it overflows a 64-bit float, about 1.8e308)"
+            ) from None
         return np.asarray(out, dtype=np.float64) if isinstance(out, np.ndarray) else float(out)
 
 
@@ -147,7 +152,12 @@ def compile_expr(source: str | int | float, allowed: Iterable[str] | None = None
     if isinstance(source, bool):
         raise ExprError(f"expression {source!r}: a boolean is not a number")
     if isinstance(source, (int, float)):
-        val = float(source)
+        try:
+            val = float(source)
+        except OverflowError:
+            raise ExprError(f"number {source!r}: the value is too large for a 64-bit float") from None
+        if not np.isfinite(val):
+            raise ExprError(f"number {source!r} is not finite")
         return Expression(repr(source), frozenset(), lambda env: val)
     if not isinstance(source, str):
         raise ExprError(f"expression must be a number or a string, got {type(source).__name__}")

@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["DATA_DIR", "ScenarioError", "load_yaml_model", "parse_model", "read_yaml"]
+__all__ = [
+    "DATA_DIR",
+    "MAX_FILE_BYTES",
+    "ScenarioError",
+    "load_yaml_model",
+    "max_file_bytes",
+    "parse_model",
+    "read_yaml",
+]
 
 DATA_DIR = Path(__file__).parent / "data"
+#: Largest scenario or config file read (bytes). Such files are small; a huge one is a mistake or an
+#: attack on the parser. Raise it deliberately with the environment variable SVO_MAX_FILE_BYTES.
+MAX_FILE_BYTES = 1_000_000
+
+
+def max_file_bytes() -> int:
+    raw = os.environ.get("SVO_MAX_FILE_BYTES")
+    if raw is None:
+        return MAX_FILE_BYTES
+    try:
+        return int(raw)
+    except ValueError:
+        raise ScenarioError(f"SVO_MAX_FILE_BYTES={raw!r} is not a number of bytes") from None
+
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -45,6 +68,12 @@ def read_yaml(path: str | Path, error: type[Exception] = ScenarioError, what: st
     path = Path(path)
     if not path.is_file():
         raise error(f"{path}: {what} not found")
+    size, limit = path.stat().st_size, max_file_bytes()
+    if size > limit:
+        raise error(
+            f"{path}: {what} is {size:,} bytes; the limit is {limit:,} (raise it deliberately with the "
+            "environment variable SVO_MAX_FILE_BYTES)"
+        )
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:

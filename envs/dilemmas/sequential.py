@@ -11,7 +11,6 @@ from pettingzoo import AECEnv
 
 from envs.dilemmas.common import NO_ANSWER, check_action_order, draw_order, payoff_box, seed_rng
 from scenarios.dilemmas import Dilemma, load_dilemma
-from scenarios.expr import compile_expr
 
 __all__ = ["SequentialGameEnv"]
 
@@ -97,8 +96,6 @@ class SequentialGameEnv(AECEnv):
         self.stages = d.stages
         self.n_max = max(len(s.actions) for s in self.stages)
         self._vals = [np.array([a.value for a in s.actions], dtype=np.float64) for s in self.stages]
-        self._exprs = {r: compile_expr(d.payoffs.model_extra[r]) for r in self.possible_agents}
-        self._vars = dict(d.variables)
         self._table = self._outcomes()  # (n_1, ..., n_S, roles)
         self._coop = []
         for v in self._vals:
@@ -123,17 +120,7 @@ class SequentialGameEnv(AECEnv):
 
     def _outcomes(self) -> np.ndarray:
         """Payoff of every role for every complete play: shape (n_1, ..., n_S, n_roles)."""
-        grids = np.meshgrid(*self._vals, indexing="ij")
-        env = {**self._vars, **{s.name: g for s, g in zip(self.stages, grids, strict=True)}}
-        shape = grids[0].shape
-        out = [
-            np.broadcast_to(np.asarray(self._exprs[r](env), dtype=np.float64), shape)
-            for r in self.possible_agents
-        ]
-        tab = np.stack(out, axis=-1)
-        if not np.all(np.isfinite(tab)):
-            raise ValueError(f"scenario {self.scenario.id!r}: payoffs are not finite for some plays")
-        return tab
+        return self.scenario.sequential_table()
 
     @functools.cache  # noqa: B019 - spaces must be the same object per agent
     def observation_space(self, agent: str) -> spaces.Space:
