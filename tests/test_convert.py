@@ -28,7 +28,10 @@ pytestmark = pytest.mark.slow
 
 TEXT = [
     {"role": "system", "content": "You are a helpful assistant."},
-    {"role": "user", "content": "Choose A or B. A gives you 85 and the other 85; B gives you 100 and the other 50."},
+    {
+        "role": "user",
+        "content": "Choose A or B. A gives you 85 and the other 85; B gives you 100 and the other 50.",
+    },
 ]
 
 
@@ -44,7 +47,9 @@ def fresh_copy(tmp_path_factory):
 
 
 def _logits(model, tokenizer) -> torch.Tensor:
-    enc = tokenizer.apply_chat_template(TEXT, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    enc = tokenizer.apply_chat_template(
+        TEXT, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     with torch.no_grad():
         return model(input_ids=enc["input_ids"]).logits[0].float()
 
