@@ -3,10 +3,11 @@
 - GoalPromptedPolicy (agents.llm.policy): value induction, role, goal, items; "generate" or
   "logprob" decisions with full evidence records.
 - make_backend (agents.llm.factory): "embedded", "hf:PATH", "openai-compatible:MODEL@URL",
-  "PROVIDER:MODEL", "fake:...".
+  "vllm:PATH_OR_NAME", "PROVIDER:MODEL", "fake:...".
 - ChatBackend (agents.llm.chat): any LangChain chat model as a Backend.
 - parse_choice (agents.llm.parsing): the strict reply parser.
-The local Hugging Face backend is agents.llm.local.LocalBackend (imported lazily: it needs torch).
+The local Hugging Face backend is agents.llm.local.LocalBackend (imported lazily: it needs torch);
+the vLLM backend is agents.llm.vllm_backend.VLLMBackend (vllm imported when one is built).
 """
 
 from agents.llm.backend import Backend, BackendError, Conversation, Generation, Sampling

@@ -6,6 +6,10 @@ Spec grammar:
     hf:PATH                               a local Hugging Face causal LM (folder or .gguf file)
     embedded?KEY=VALUE&...                local options after "?", e.g. embedded?dtype=bfloat16
                                           (keys: LOCAL_OPTIONS; also after hf:PATH)
+    vllm:PATH_OR_NAME[?KEY=VALUE&...]     vLLM's offline engine (agents.llm.vllm_backend; the [vllm]
+                                          extra): "embedded", a .gguf, a Hugging Face folder or a
+                                          model name, e.g. vllm:embedded?dtype=float32
+                                          (keys: agents.llm.vllm_backend.VLLM_OPTIONS)
     openai-compatible:MODEL@URL           any OpenAI-compatible server (vLLM, llama.cpp, Ollama,
                                           hosted APIs) through langchain-openai's ChatOpenAI,
                                           e.g. openai-compatible:smollm2@http://127.0.0.1:8080/v1
@@ -29,15 +33,23 @@ import os
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from agents.llm.backend import Backend, BackendError
+from agents.llm.backend import Backend
 from agents.llm.local import DTYPES
 
-__all__ = ["LOCAL_OPTIONS", "PROVIDER_KEYS", "SPEC_FORMS", "BackendSpecError", "local_options", "make_backend"]
+__all__ = [
+    "LOCAL_OPTIONS",
+    "PROVIDER_KEYS",
+    "SPEC_FORMS",
+    "BackendSpecError",
+    "local_options",
+    "make_backend",
+]
 
 SPEC_FORMS = (
     "embedded",
     "hf:PATH",
     "openai-compatible:MODEL@URL",
+    "vllm:PATH_OR_NAME",
     "PROVIDER:MODEL (LangChain init_chat_model, e.g. openai:gpt-4o-mini)",
     "fake:REPLY[|REPLY...]",
 )
@@ -57,6 +69,7 @@ PROVIDER_KEYS = {
     "xai": "XAI_API_KEY",
     "perplexity": "PPLX_API_KEY",
 }
+
 
 def _choice(*allowed: str) -> Any:
     def parse(v: str) -> str:
@@ -112,21 +125,28 @@ def _key(env: str, spec: str) -> str:
     return val
 
 
-def local_options(spec: str, path_or_name: str) -> tuple[str, dict[str, Any]]:
-    """Split "NAME?k=v&k=v" into the name and LocalBackend options (named errors for bad ones)."""
+def local_options(
+    spec: str, path_or_name: str, options: dict[str, Any] | None = None, kind: str = "local"
+) -> tuple[str, dict[str, Any]]:
+    """Split "NAME?k=v&k=v" into the name and backend options (named errors for bad ones).
+
+    options: the allowed keys and their parsers (default LOCAL_OPTIONS, LocalBackend's); kind names
+    them in errors.
+    """
+    options = LOCAL_OPTIONS if options is None else options
     name, sep, query = path_or_name.partition("?")
     if not sep:
         return name, {}
     out: dict[str, Any] = {}
     for key, val in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
-        if key not in LOCAL_OPTIONS:
+        if key not in options:
             raise BackendSpecError(
-                f"backend {spec!r}: unknown local option {key!r}; allowed: {', '.join(LOCAL_OPTIONS)}"
+                f"backend {spec!r}: unknown {kind} option {key!r}; allowed: {', '.join(options)}"
             )
         try:
-            out[key] = LOCAL_OPTIONS[key](val)
+            out[key] = options[key](val)
         except (KeyError, ValueError):
-            allowed = getattr(LOCAL_OPTIONS[key], "allowed", None)
+            allowed = getattr(options[key], "allowed", None)
             hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
             raise BackendSpecError(f"backend {spec!r}: option {key}={val!r} is not valid{hint}") from None
     if not out:
@@ -143,6 +163,16 @@ def _local(path_or_name: str, opts: dict[str, Any], spec: str | None = None) -> 
         return LocalBackend(path_or_name, **opts)
     except ValueError as err:  # a bad option value (dtype, device...)
         raise BackendSpecError(f"backend {spec or path_or_name!r}: {err}") from None
+
+
+def _vllm(spec: str, rest: str, opts: dict[str, Any]) -> Backend:
+    from agents.llm.vllm_backend import VLLM_OPTIONS, VLLMBackend
+
+    name, query = local_options(spec, rest, VLLM_OPTIONS, kind="vllm")
+    try:
+        return VLLMBackend(name, **{**query, **opts})
+    except ValueError as err:  # a bad option value (dtype...)
+        raise BackendSpecError(f"backend {spec!r}: {err}") from None
 
 
 def _openai_compatible(spec: str, rest: str, opts: dict[str, Any]) -> Backend:
@@ -224,6 +254,8 @@ def make_backend(spec: str, **opts: Any) -> Backend:
         raise BackendSpecError(f"unknown backend spec {spec!r}; {_forms()}")
     if kind == "hf":
         return _local(rest, opts, spec)
+    if kind == "vllm":
+        return _vllm(spec, rest, opts)
     if kind == "openai-compatible":
         return _openai_compatible(spec, rest, opts)
     if kind == "fake":

@@ -40,11 +40,9 @@ non-system messages, as the paper did; the count is in `Generation.dropped_messa
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import importlib.util
 import json
-import math
 import os
 import threading
 import warnings
@@ -52,11 +50,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import convert_to_openai_messages
-
 from agents.llm.backend import Backend, BackendError, Conversation, Generation, Sampling
+from agents.llm.chat_tokens import CHOICE_RULE, encode_conversation, logsumexp, single_token_ids
 
-__all__ = ["DTYPES", "EMBEDDED", "LocalBackend", "cache_root", "cpu_has_bf16_matmul", "embedded_model_path", "load_model"]
+__all__ = [
+    "CONVERT_VERSION",
+    "DTYPES",
+    "EMBEDDED",
+    "LocalBackend",
+    "cache_root",
+    "converted_model_path",
+    "converted_path",
+    "cpu_has_bf16_matmul",
+    "embedded_model_path",
+    "load_model",
+    "model_fingerprint",
+]
 
 EMBEDDED = "embedded"
 #: Model dtypes a local backend accepts ("auto": bfloat16 on CUDA, float32 on CPU).
@@ -136,6 +145,12 @@ def _fingerprint(folder: Path, gguf: str | None) -> str:
     return f"{folder.name}:{size}:{h.hexdigest()[:12]}"
 
 
+def model_fingerprint(model: str = EMBEDDED) -> str:
+    """`name:size:hash12` of a local model ("embedded", a .gguf file or a Hugging Face folder's weights)."""
+    folder, gguf = _resolve(model)
+    return _fingerprint(folder, gguf)
+
+
 def _pick_device_dtype(device: str, dtype: str) -> tuple[str, Any]:
     torch, _ = _heavy()
     if device == "auto":
@@ -160,27 +175,63 @@ def cpu_has_bf16_matmul() -> bool:
     return bool(cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported())
 
 
-def _convert_gguf(folder: Path, gguf: str, fingerprint: str, torch_dtype: Any) -> Path | None:
-    """Load a GGUF (dequantised) and write a safetensors copy; returns the copy's folder (or None)."""
-    _, transformers = _heavy()
-    from safetensors.torch import save_model
+#: Version of the converted-copy layout; part of the copy's folder name, so a change rewrites copies.
+#: 2: a standard Hugging Face checkpoint (model.embed_tokens.weight, the tied head not stored,
+#: generation_config.json), readable by any loader; 1 stored only lm_head.weight, which vLLM and
+#: other loaders that follow tie_word_embeddings read as a missing embedding.
+CONVERT_VERSION = 2
 
+
+def converted_path(folder: Path, gguf: str, fingerprint: str) -> Path:
+    """Where the safetensors copy of a GGUF goes (under cache_root(); versioned, see CONVERT_VERSION)."""
     digest = fingerprint.rsplit(":", 1)[-1]
-    target = cache_root() / "converted" / f"{Path(gguf).stem}-{digest}"
+    return cache_root() / "converted" / f"{Path(gguf).stem}-{digest}-v{CONVERT_VERSION}"
+
+
+def converted_model_path(model: str = EMBEDDED) -> Path:
+    """A standard Hugging Face folder (config, safetensors, tokenizer) for a GGUF model, written once.
+
+    "embedded" or a .gguf file: the dequantised float32 copy under cache_root()/converted/, the one
+    the local backend loads; any loader reads it (transformers, vLLM, `vllm serve`). Raises OSError
+    when the cache cannot be written.
+    """
+    folder, gguf = _resolve(model)
+    if gguf is None:
+        return folder
+    torch, _ = _heavy()
+    target = _convert_gguf(folder, gguf, _fingerprint(folder, gguf), torch.float32)
+    if target is None:
+        raise OSError(f"cannot write the converted copy of {folder / gguf} under {cache_root()}")
+    return target
+
+
+def _convert_gguf(folder: Path, gguf: str, fingerprint: str, torch_dtype: Any) -> Path | None:
+    """Load a GGUF (dequantised) and write a standard safetensors checkpoint; its folder (or None).
+
+    save_pretrained stores tied weights under their canonical name (model.embed_tokens.weight) and
+    drops the tied head, as every Hugging Face checkpoint does; the copy is checked before it is used.
+    """
+    _, transformers = _heavy()
+
+    target = converted_path(folder, gguf, fingerprint)
     if (target / "model.safetensors").is_file() and (target / "svo-complete.json").is_file():
         return target
     tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch_dtype)
+    # The GGUF is dequantised on load: the weights are plain floats, so the copy is a plain checkpoint
+    # (transformers refuses to save a model it still marks as GGUF-quantised).
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     try:
         tmp.mkdir(parents=True, exist_ok=True)
-        config = copy.deepcopy(model.config)
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        config.save_pretrained(tmp)
-        save_model(model, str(tmp / "model.safetensors"))
+        model.save_pretrained(tmp, max_shard_size="50GB")
         tok.save_pretrained(tmp)
-        (tmp / "svo-complete.json").write_text(json.dumps({"source": str(folder / gguf), "id": fingerprint}))
+        _check_checkpoint(tmp, model)
+        (tmp / "svo-complete.json").write_text(
+            json.dumps({"source": str(folder / gguf), "id": fingerprint, "version": CONVERT_VERSION})
+        )
         if target.exists():  # another process won the race
             return target
         tmp.rename(target)
@@ -192,6 +243,20 @@ def _convert_gguf(folder: Path, gguf: str, fingerprint: str, torch_dtype: Any) -
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_checkpoint(folder: Path, model: Any) -> None:
+    """The written copy has one weight file holding every input-embedding weight (not only a head)."""
+    from safetensors import safe_open
+
+    files = sorted(folder.glob("*.safetensors"))
+    if [f.name for f in files] != ["model.safetensors"]:
+        raise BackendError(f"converted copy {folder}: expected one model.safetensors, found {files}")
+    with safe_open(str(files[0]), "pt") as f:
+        keys = set(f.keys())
+    embed = next(n for n, p in model.named_parameters() if p is model.get_input_embeddings().weight)
+    if embed not in keys:
+        raise BackendError(f"converted copy {folder}: {embed} missing from model.safetensors")
 
 
 def load_model(
@@ -390,7 +455,7 @@ class LocalBackend(Backend):
         out: list[tuple[dict[str, float | None], int]] = []
         for row, (_, dropped) in zip(lp, encoded, strict=True):
             dist: dict[str, float | None] = {
-                c: _logsumexp([float(row[col[t]]) for t in ts])
+                c: logsumexp([float(row[col[t]]) for t in ts])
                 for c, ts in zip(choices, token_sets, strict=True)
             }
             out.append((dist, dropped))
@@ -400,47 +465,22 @@ class LocalBackend(Backend):
     def choice_token_ids(self, choice: str) -> list[int]:
         """The distinct single tokens that spell `choice` alone or after one space (see module doc)."""
         if choice not in self._choice_ids:
-            ids: list[int] = []
-            for variant in (choice, " " + choice):
-                enc = self.tokenizer.encode(variant, add_special_tokens=False)
-                if len(enc) == 1 and self.tokenizer.decode(enc).strip() == choice and enc[0] not in ids:
-                    ids.append(int(enc[0]))
-            if not ids:
-                raise ValueError(
-                    f"choice {choice!r} is not a single token of {self.model_id}; choice_logprobs needs "
-                    "single-token choices (option letters)"
-                )
-            self._choice_ids[choice] = ids
+            self._choice_ids[choice] = single_token_ids(self.tokenizer, choice, self.model_id)
         return self._choice_ids[choice]
 
     def encode(self, conversation: Conversation, reserve: int = 0) -> tuple[list[int], int]:
         """Prompt token ids (chat template, generation prompt added) and how many old messages were dropped.
 
-        The oldest unprotected exchanges go first (agents.llm.context: system messages and messages
-        marked `keep` stay, the last message stays) until the prompt plus `reserve` new tokens fits
-        `max_context_tokens`.
+        The oldest unprotected exchanges go first (agents.llm.chat_tokens.encode_conversation) until
+        the prompt plus `reserve` new tokens fits `max_context_tokens`.
         """
-        from agents.llm.context import fit_messages
-
-        cache: dict[int, list[int]] = {}
-
-        def fits(msgs: Sequence[Any]) -> bool:
-            cache[len(msgs)] = self._template(convert_to_openai_messages(list(msgs)))
-            return len(cache[len(msgs)]) + reserve <= self.max_context_tokens
-
-        try:
-            msgs, dropped = fit_messages(conversation, fits)
-        except ValueError as err:
-            raise BackendError(
-                f"{self.model_id}: {err} (max_context_tokens {self.max_context_tokens}, {reserve} reserved "
-                "for the reply)"
-            ) from None
-        return cache[len(msgs)], dropped
-
-    def _template(self, messages: list[dict[str, Any]]) -> list[int]:
-        enc = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        ids = enc["input_ids"] if not isinstance(enc, list) else enc
-        return [int(t) for t in ids]
+        return encode_conversation(
+            self.tokenizer,
+            conversation,
+            max_context_tokens=self.max_context_tokens,
+            reserve=reserve,
+            model_id=self.model_id,
+        )
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -467,12 +507,5 @@ class LocalBackend(Backend):
             "max_batch_tokens": self.engine.max_batch_tokens,
             "max_cache_bytes": self.engine.store.max_bytes,
             "max_context_tokens": self.max_context_tokens,
-            "choice_rule": "logsumexp over single tokens spelling the choice, bare or after one space",
+            "choice_rule": CHOICE_RULE,
         }
-
-
-def _logsumexp(values: list[float]) -> float:
-    m = max(values)
-    if m == -math.inf:
-        return m
-    return m + math.log(sum(math.exp(v - m) for v in values))
