@@ -32,14 +32,24 @@ def cli(entry: Any = None) -> int:
     anywhere gives exit status 130 and one line on stderr."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        return (entry or main)()
+        code = (entry or main)()
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a further Ctrl-C cannot print a traceback now
+        _hold_interrupts()  # a further Ctrl-C cannot print a traceback now
         print(
             "interrupted: finished episodes are kept; resume with: python -m runs.evaluate --resume DIR",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    _hold_interrupts()  # the work is done or stopped: an impatient Ctrl-C at exit changes nothing
+    return code
+
+
+def _hold_interrupts() -> None:
+    """Hold further SIGINT/SIGTERM until the process ends (blocked, not just ignored: Python's
+    finalization puts the default handlers back, and a signal then would kill the exit)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: the runner's names, imported on first use

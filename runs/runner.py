@@ -522,7 +522,9 @@ def _interruptible(fn: Callable[[], int]) -> int:
     try:
         return fn()
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(
+            "interrupted: nothing finished is lost (finish with --resume DIR, or run again)", file=sys.stderr
+        )
         return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
