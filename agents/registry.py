@@ -290,10 +290,12 @@ def check_spec(
     n_options: Sequence[int] = (9,),
     *,
     where: str = "",
+    backend_options: Mapping[str, Any] | None = None,
 ) -> Spec:
     """Validate `spec` for a run whose games are `games` (GAME_KINDS) and whose decisions offer
     `n_options` options; raise AgentSpecError naming the spec and what is allowed. Loads no model:
-    LLM backend options and RL files are checked, not opened."""
+    LLM backend specs with `backend_options` (agents.llm.factory.check_backend_options: options,
+    model file, API key) and RL files are checked, not opened."""
     s = parse_spec(spec)
     at = f" in {where}" if where else ""
     bad = sorted(set(games) - spec_games(s))
@@ -309,11 +311,11 @@ def check_spec(
                 f"agent {spec!r}: position {s.args['k']} outside 0..{min(n_options) - 1}{at} "
                 f"(a decision there has {min(small)} options)"
             )
-    if s.kind == "llm" and s.name.startswith(("embedded?", "hf:")):  # local options, checked up front
-        from agents.llm.factory import BackendSpecError, local_options
+    if s.kind == "llm":  # the backend spec, its options, model file and API key; nothing is built
+        from agents.llm.factory import BackendSpecError, check_backend_options
 
         try:
-            local_options(s.name, s.name.removeprefix("hf:"))
+            check_backend_options(s.name, backend_options or {})
         except BackendSpecError as err:
             raise AgentSpecError(f"agent {spec!r}: {err}") from None
     if s.kind == "rl" and not Path(s.name).is_file():

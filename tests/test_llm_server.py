@@ -193,3 +193,14 @@ def test_logprob_mode_through_chatopenai(server):
             assert 0 < rec["letter_mass"] <= 1.0 + 1e-6
             assert len(rec["expected_allocation"]) == 2
     assert n_valid >= 6, "a letter-only prompt should put the model's first token on the letters"
+
+
+def test_server_backend_declares_itself_not_reproducible(server):
+    """Seeds reach the server (a replay within one server session repeats, above), but across runs
+    llama.cpp gave different probabilities and texts (issue 13): the backend claims no more."""
+    backend = make_backend(f"openai-compatible:smollm2@{server}", dummy_key=True, timeout_s=60, retries=0)
+    r = backend.reproducibility()
+    assert not r.reproducible and "best-effort" in r.reason and server in r.reason
+    assert backend.describe()["reproducible"] is False
+    (g,) = backend.generate([[HumanMessage("Say yes.")]], [Sampling(temperature=0.0, max_new_tokens=4)])
+    assert g.completion_tokens is not None and 0 < g.completion_tokens <= 4  # the options leave calls working

@@ -64,7 +64,7 @@ def local_workload(out: str) -> None:
     import envs  # noqa: F401
     from agents.base import EpisodeContext
     from agents.llm import Backend, GoalPromptedPolicy, make_backend
-    from envs.rollout import run_episodes
+    from runs.rollout import single as run_episodes
     from scenarios import VALUE_NAMES
 
     torch.set_num_threads(1)  # the default run's `threads: 1`

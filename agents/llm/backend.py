@@ -9,7 +9,12 @@ A policy never talks to a model directly; it hands a backend whole batches of co
 
 Backends: agents.llm.local (a Hugging Face causal LM, the embedded SmolLM2 GGUF by default; batched,
 shared-prefix KV reuse) and agents.llm.chat (any LangChain chat model, OpenAI-compatible servers
-included). Every call is deterministic given `Sampling.seed` per conversation.
+included). Given `Sampling.seed` per conversation a backend samples reproducibly where it can;
+whether a rerun really gives the same records is declared per backend by `reproducibility()`.
+
+Optional capabilities are declared here with documented defaults, never probed with getattr:
+`choice_logprobs_with_drops` (default: `choice_logprobs` with the dropped-message count None) and
+`reproducibility` (default: not reproducible, reason unknown).
 """
 
 from __future__ import annotations
@@ -17,11 +22,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from langchain_core.messages import BaseMessage
 
-__all__ = ["Backend", "BackendError", "Conversation", "Generation", "Sampling"]
+__all__ = ["Backend", "BackendError", "Conversation", "Generation", "Reproducibility", "Sampling"]
 
 Conversation = Sequence[BaseMessage]
 
@@ -53,6 +58,17 @@ class Generation:
     dropped_messages: int = 0
 
 
+class Reproducibility(NamedTuple):
+    """Whether a rerun of the same calls gives the same records, and why (for the run manifest).
+
+    `reproducible` is True only where it has been shown (a test or a measurement the reason names);
+    `reason` says what holds and what does not (e.g. "repeats only with the same batch layout").
+    """
+
+    reproducible: bool
+    reason: str
+
+
 class Backend(ABC):
     """A model that answers batches of conversations."""
 
@@ -74,6 +90,26 @@ class Backend(ABC):
         A choice the backend cannot see (not among an API's top_logprobs) maps to None.
         """
 
+    def choice_logprobs_with_drops(
+        self, conversations: Sequence[Conversation], choices: Sequence[str]
+    ) -> list[tuple[dict[str, float | None], int | None]]:
+        """`choice_logprobs` plus, per conversation, how many old messages were dropped to fit.
+
+        Default: `choice_logprobs` with the count None (unknown). Backends that fit conversations to
+        their context (local, chat) override it with the real count; wrappers pass it through.
+        """
+        return [(lp, None) for lp in self.choice_logprobs(conversations, choices)]
+
+    def reproducibility(self) -> Reproducibility:
+        """Whether a rerun gives the same records, and why. Default: not reproducible, reason unknown."""
+        return Reproducibility(False, "unknown: this backend does not declare it")
+
     def describe(self) -> dict[str, Any]:
-        """Identity and settings for the run record (no secrets)."""
-        return {"model_id": self.model_id, "backend": type(self).__name__}
+        """Identity, settings and the reproducibility claim for the run record (no secrets)."""
+        r = self.reproducibility()
+        return {
+            "model_id": self.model_id,
+            "backend": type(self).__name__,
+            "reproducible": r.reproducible,
+            "reproducibility": r.reason,
+        }

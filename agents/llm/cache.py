@@ -27,7 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.llm.backend import Backend, BackendError, Conversation, Generation, Sampling
+from langchain_core.messages import BaseMessage
+
+from agents.llm.backend import Backend, BackendError, Conversation, Generation, Reproducibility, Sampling
 
 __all__ = [
     "BudgetExceeded",
@@ -40,11 +42,10 @@ __all__ = [
 ]
 
 
-def _message_dict(m: Any) -> dict[str, Any]:
-    d: dict[str, Any] = {"type": getattr(m, "type", type(m).__name__), "content": m.content}
-    name = getattr(m, "name", None)
-    if name:
-        d["name"] = name
+def _message_dict(m: BaseMessage) -> dict[str, Any]:
+    d: dict[str, Any] = {"type": m.type, "content": m.content}
+    if m.name:
+        d["name"] = m.name
     return d
 
 
@@ -127,6 +128,10 @@ class _Wrapper(Backend):
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()
 
+    def reproducibility(self) -> Reproducibility:
+        """The wrapped backend's claim (a cache replays answers; it does not make a model repeatable)."""
+        return self.inner.reproducibility()
+
     def choice_logprobs(
         self, conversations: Sequence[Conversation], choices: Sequence[str]
     ) -> list[dict[str, float | None]]:
@@ -136,16 +141,7 @@ class _Wrapper(Backend):
     def choice_logprobs_with_drops(
         self, conversations: Sequence[Conversation], choices: Sequence[str]
     ) -> list[tuple[dict[str, float | None], int | None]]:
-        """Log-probabilities and, where the backend reports it, how many messages were dropped to fit."""
-
-
-def _inner_with_drops(
-    inner: Backend, conversations: Sequence[Conversation], choices: Sequence[str]
-) -> list[tuple[dict[str, float | None], int | None]]:
-    detailed = getattr(inner, "choice_logprobs_with_drops", None)
-    if detailed is not None:
-        return [(dict(lp), d) for lp, d in detailed(conversations, list(choices))]
-    return [(dict(lp), None) for lp in inner.choice_logprobs(conversations, list(choices))]
+        """Log-probabilities and the wrapped backend's dropped-message counts (None where unknown)."""
 
 
 class CachedBackend(_Wrapper):
@@ -194,7 +190,7 @@ class CachedBackend(_Wrapper):
         found = self.store.get_many(keys)
         todo = self._misses(keys, found)
         if todo:
-            fresh = _inner_with_drops(self.inner, [conversations[i] for i in todo], choices)
+            fresh = self.inner.choice_logprobs_with_drops([conversations[i] for i in todo], list(choices))
             new = {keys[i]: {"logprobs": lp, "dropped": d} for i, (lp, d) in zip(todo, fresh, strict=True)}
             self.store.put_many(new)
             found.update(new)
@@ -236,7 +232,7 @@ class CountingBackend(_Wrapper):
     def choice_logprobs_with_drops(
         self, conversations: Sequence[Conversation], choices: Sequence[str]
     ) -> list[tuple[dict[str, float | None], int | None]]:
-        out = _inner_with_drops(self.inner, conversations, choices)
+        out = self.inner.choice_logprobs_with_drops(conversations, choices)
         self.stats.calls += 1
         self.stats.conversations += len(conversations)
         return out

@@ -3,35 +3,70 @@
 - generate: one call per conversation through the model's `.batch` with bounded concurrency.
   Sampling settings are passed only where the model declares them (its pydantic fields:
   temperature, top_p, a max-tokens field, seed), so any BaseChatModel works; `describe()` records
-  which were passed. With `seed` (ChatOpenAI and OpenAI-compatible servers) a sampled reply is
-  reproducible; without it a rerun at temperature > 0 may differ, and `describe()` says so.
+  which were passed. With `seed` (ChatOpenAI and OpenAI-compatible servers) the server is asked
+  for a reproducible sample (best-effort there); a model without it warns once at temperature > 0.
 - choice_logprobs: one call with logprobs=True, top_logprobs=k and one new token; the first
   token's top list gives each choice's log-probability (token variants such as " A" are summed);
   a choice not in the list is None. Needs a model with `logprobs`/`top_logprobs` fields (ChatOpenAI).
-- Robustness: transient failures (connection, timeout, rate limit, 5xx) get bounded retries with
-  exponential backoff, then BackendError naming the model and URL; client errors (401, 403, 404,
-  400) fail at once. A context-length error (or a conversation over `max_context_tokens`) drops
-  the oldest unprotected exchange (agents.llm.context) and tries again; the count is recorded.
-  API keys never appear in messages: known secrets are redacted from every error text.
+- Time limits: every attempt of a call has a wall-clock limit, enforced here for any chat model
+  (an HTTP client's own timeout only bounds the wait between two bytes, so a server that trickles
+  bytes would never time out). `timeout_s` fixes it; the default is proportionate to the answer
+  asked for: `default_timeout_s(n) = min(300, 20 + 0.1 * n)` seconds for a call of n =
+  `max_new_tokens` new tokens (20.1 s for a log-prob call, 26.4 s for a 64-token answer, 45.6 s for
+  a 256-token value description). An attempt past its limit is abandoned (its worker thread ends
+  when the HTTP client's own timeout or the server closes the connection) and counts as a transient
+  failure.
+- Retries: transient failures (connection, time limit, rate limit, 5xx, unreadable reply) get
+  `retries` more attempts (total attempts = retries + 1; the chat model's own retries must be off,
+  as make_backend sets them) with exponential backoff `min(max_backoff_s, backoff_s * 2**k)` before
+  retry k+1, then BackendError naming the model and URL; client errors (401, 403, 404, 400) fail at
+  once. So a server that never answers costs at most `(retries + 1) * limit + sum of the backoffs`.
+  A context-length error (or a conversation over `max_context_tokens`) drops the oldest unprotected
+  exchange (agents.llm.context) and tries again; the count is recorded. API keys never appear in
+  messages: known secrets are redacted from every error text.
+- Reproducibility (`reproducibility()`): a server or API is not declared reproducible (seeds are
+  best-effort there: two uninterrupted runs through a llama.cpp server gave different
+  probabilities and texts) unless the caller says so with `reproducible=True`.
 """
 
 from __future__ import annotations
 
+import contextvars
+import json
 import math
 import re
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout  # not the builtin before 3.11
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableLambda
 
-from agents.llm.backend import Backend, BackendError, Conversation, Generation, Sampling
+from agents.llm.backend import Backend, BackendError, Conversation, Generation, Reproducibility, Sampling
 from agents.llm.context import drop_oldest_exchange
 
-__all__ = ["ChatBackend", "letter_logprobs"]
+__all__ = [
+    "DEFAULT_RETRIES",
+    "MAX_DEFAULT_TIMEOUT_S",
+    "TIMEOUT_BASE_S",
+    "TIMEOUT_PER_TOKEN_S",
+    "ChatBackend",
+    "default_timeout_s",
+    "letter_logprobs",
+]
+
+#: Default per-attempt time limit: TIMEOUT_BASE_S + TIMEOUT_PER_TOKEN_S per new token asked for,
+#: at most MAX_DEFAULT_TIMEOUT_S (see default_timeout_s).
+TIMEOUT_BASE_S = 20.0
+TIMEOUT_PER_TOKEN_S = 0.1
+MAX_DEFAULT_TIMEOUT_S = 300.0
+#: Default number of retries of a transient failure (3 attempts in all, as the openai client).
+DEFAULT_RETRIES = 2
 
 _MAX_TOKEN_FIELDS = (
     "max_tokens",
@@ -46,6 +81,20 @@ _CONTEXT_ERROR = re.compile(
     re.IGNORECASE,
 )
 _FATAL_STATUS = {400, 401, 403, 404, 405, 422}
+
+
+def default_timeout_s(max_new_tokens: int) -> float:
+    """The default wall-clock limit of one attempt asking for `max_new_tokens` new tokens, in seconds:
+    `min(MAX_DEFAULT_TIMEOUT_S, TIMEOUT_BASE_S + TIMEOUT_PER_TOKEN_S * max_new_tokens)`.
+
+    The base covers the connection, queueing and the prompt; 0.1 s per token is 10 tokens/s, slower
+    than hosted APIs and local servers of small models decode. Set `timeout_s` for a slower model.
+    """
+    return min(MAX_DEFAULT_TIMEOUT_S, TIMEOUT_BASE_S + TIMEOUT_PER_TOKEN_S * max(0, int(max_new_tokens)))
+
+
+class _AttemptTimeout(TimeoutError):
+    """One attempt passed its wall-clock limit (a transient failure: retried)."""
 
 
 def _model_name(model: BaseChatModel) -> str:
@@ -95,12 +144,16 @@ def letter_logprobs(message: AIMessage, choices: Sequence[str]) -> dict[str, flo
 class ChatBackend(Backend):
     """A LangChain chat model behind the Backend contract (see module docstring).
 
-    Arguments: model: any BaseChatModel. model_id: identity for records (default: the model's
-    name). url: named in errors (default: the model's base URL). max_concurrency: parallel calls in
-    a batch. retries / backoff_s / max_backoff_s: bounded retries of transient failures.
-    max_context_tokens + token_counter: drop oldest exchanges before a call that would not fit
-    (token_counter defaults to model.get_num_tokens_from_messages). top_logprobs: list length asked
-    for in logprob mode (OpenAI allows up to 20). secrets: strings redacted from error messages.
+    Arguments: model: any BaseChatModel (its own retries off). model_id: identity for records
+    (default: the model's name). url: named in errors (default: the model's base URL).
+    max_concurrency: parallel calls in a batch. timeout_s: wall-clock limit of one attempt (None:
+    default_timeout_s of the call's max_new_tokens). retries / backoff_s / max_backoff_s: bounded
+    retries of transient failures (retries + 1 attempts in all). max_context_tokens + token_counter:
+    drop oldest exchanges before a call that would not fit (token_counter defaults to
+    model.get_num_tokens_from_messages). top_logprobs: list length asked for in logprob mode (OpenAI
+    allows up to 20). reproducible / reproducible_reason: the caller's claim that reruns repeat (a
+    scripted model; a server the user has checked); default False. secrets: strings redacted from
+    error messages. sleep: the backoff's sleep (tests).
     """
 
     def __init__(
@@ -110,14 +163,16 @@ class ChatBackend(Backend):
         model_id: str | None = None,
         url: str | None = None,
         max_concurrency: int = 4,
-        retries: int = 4,
+        timeout_s: float | None = None,
+        retries: int = DEFAULT_RETRIES,
         backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
         max_context_tokens: int | None = None,
         token_counter: Callable[[Sequence[BaseMessage]], int] | None = None,
         top_logprobs: int = 20,
         max_tokens_in_body: bool = False,
-        reproducible: bool | None = None,
+        reproducible: bool = False,
+        reproducible_reason: str | None = None,
         secrets: Sequence[str] = (),
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -125,10 +180,16 @@ class ChatBackend(Backend):
             raise ValueError(f"max_concurrency={max_concurrency} must be >= 1")
         if retries < 0:
             raise ValueError(f"retries={retries} must be >= 0")
+        if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
+            raise ValueError(f"timeout_s={timeout_s} must be a finite number > 0 (or None for the default)")
+        for name, v in (("backoff_s", backoff_s), ("max_backoff_s", max_backoff_s)):
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name}={v} must be a finite number >= 0")
         self.model = model
         self.model_id = model_id or _model_name(model)
         self.url = url or _model_url(model)
         self.max_concurrency = max_concurrency
+        self.timeout_s = timeout_s
         self.retries, self.backoff_s, self.max_backoff_s = retries, backoff_s, max_backoff_s
         self.max_context_tokens = max_context_tokens
         self._count = token_counter or model.get_num_tokens_from_messages
@@ -142,10 +203,27 @@ class ChatBackend(Backend):
         if self._max_field:
             self._passes.append(self._max_field)
         self.supports_seed = "seed" in fields
-        #: whether a rerun gives the same replies: a seeded model, or one declared deterministic (a fake)
-        self.reproducible = self.supports_seed if reproducible is None else reproducible
         self.supports_logprobs = {"logprobs", "top_logprobs"} <= fields
+        self._reproducible, self._reproducible_reason = reproducible, reproducible_reason
         self._warned_seed = False
+
+    def reproducibility(self) -> Reproducibility:
+        """Declared reproducible only by the caller; otherwise not (seeds are best-effort on servers)."""
+        if self._reproducible:
+            return Reproducibility(
+                True, self._reproducible_reason or "declared reproducible by the user; not verified here"
+            )
+        seed = (
+            "seeds are passed, but servers and APIs honour them on a best-effort basis (two "
+            "uninterrupted runs through a llama.cpp server gave different probabilities and texts)"
+            if self.supports_seed
+            else f"{type(self.model).__name__} takes no seed"
+        )
+        return Reproducibility(False, f"{self._where()}: {seed}")
+
+    def attempt_timeout_s(self, max_new_tokens: int) -> float:
+        """The wall-clock limit of one attempt asking for `max_new_tokens` new tokens."""
+        return self.timeout_s if self.timeout_s is not None else default_timeout_s(max_new_tokens)
 
     # -- identity -----------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -155,10 +233,17 @@ class ChatBackend(Backend):
             "url": self.url,
             "passes": list(self._passes),
             "seeded": self.supports_seed,
-            "reproducible": self.reproducible,
             "logprobs": self.supports_logprobs,
             "max_concurrency": self.max_concurrency,
+            "timeout_s": self.timeout_s,
+            "timeout_rule": (
+                "fixed"
+                if self.timeout_s is not None
+                else f"min({MAX_DEFAULT_TIMEOUT_S:g}, {TIMEOUT_BASE_S:g} + {TIMEOUT_PER_TOKEN_S:g} * max_new_tokens) s"
+            ),
             "retries": self.retries,
+            "backoff_s": self.backoff_s,
+            "max_backoff_s": self.max_backoff_s,
             "max_context_tokens": self.max_context_tokens,
             "max_tokens_in_body": self.max_tokens_in_body,
         }
@@ -206,13 +291,14 @@ class ChatBackend(Backend):
                     f"max_context_tokens={self.max_context_tokens}"
                 )
             dropped += n
-        attempt = 0
+        attempt, limit = 0, self.attempt_timeout_s(new_tokens)
         while True:
             try:
-                reply = self.model.invoke(msgs, **kwargs)
+                reply = self._invoke_within(msgs, kwargs, limit)
                 return reply, dropped
             except Exception as err:  # noqa: BLE001 - classified below, re-raised as BackendError
-                text = self._redact(f"{type(err).__name__}: {err}")
+                kind = "timeout" if isinstance(err, _AttemptTimeout) else type(err).__name__
+                text = self._redact(f"{kind}: {err}")
                 status = getattr(err, "status_code", None) or getattr(
                     getattr(err, "response", None), "status_code", None
                 )
@@ -225,7 +311,10 @@ class ChatBackend(Backend):
                         ) from None
                     dropped += n
                     continue
-                if status in _FATAL_STATUS or isinstance(err, (TypeError, ValueError, NotImplementedError)):
+                fatal = isinstance(err, (TypeError, ValueError, NotImplementedError)) and not isinstance(
+                    err, json.JSONDecodeError
+                )
+                if status in _FATAL_STATUS or fatal:
                     raise BackendError(f"{self._where()}: request failed (status {status}): {text}") from None
                 if attempt >= self.retries:
                     raise BackendError(
@@ -233,6 +322,26 @@ class ChatBackend(Backend):
                     ) from None
                 self._sleep(min(self.max_backoff_s, self.backoff_s * 2**attempt))
                 attempt += 1
+
+    def _invoke_within(self, msgs: list[BaseMessage], kwargs: dict[str, Any], limit: float) -> AIMessage:
+        """model.invoke in a worker thread, given up after `limit` seconds (_AttemptTimeout)."""
+        done: Future[AIMessage] = Future()
+        ctx = contextvars.copy_context()  # LangChain callbacks and tracing follow the call
+
+        def work() -> None:
+            try:
+                done.set_result(ctx.run(self.model.invoke, msgs, **kwargs))
+            except BaseException as err:  # noqa: BLE001 - handed to the waiting thread
+                done.set_exception(err)
+
+        threading.Thread(target=work, name=f"chat-call {self.model_id}", daemon=True).start()
+        try:
+            failed = done.exception(timeout=limit)
+        except FutureTimeout:
+            raise _AttemptTimeout(f"no complete reply within {limit:g} s (timeout_s)") from None
+        if failed is not None:
+            raise failed
+        return done.result()
 
     def _batch(
         self, jobs: list[tuple[Sequence[BaseMessage], dict[str, Any], int]]
@@ -246,7 +355,8 @@ class ChatBackend(Backend):
     ) -> list[Generation]:
         if len(conversations) != len(sampling):
             raise ValueError(f"{len(conversations)} conversations for {len(sampling)} sampling settings")
-        if not self.reproducible and any(s.temperature > 0 for s in sampling) and not self._warned_seed:
+        unseeded = not self.supports_seed and not self._reproducible
+        if unseeded and any(s.temperature > 0 for s in sampling) and not self._warned_seed:
             warnings.warn(
                 f"{self._where()} takes no seed: sampled replies will not be reproducible", stacklevel=2
             )
@@ -256,7 +366,7 @@ class ChatBackend(Backend):
         ]
         out = []
         for reply, dropped in self._batch(jobs):
-            usage = getattr(reply, "usage_metadata", None) or {}
+            usage = reply.usage_metadata or {}
             out.append(
                 Generation(
                     text=reply.text,

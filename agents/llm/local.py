@@ -50,7 +50,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.llm.backend import Backend, BackendError, Conversation, Generation, Sampling
+from agents.llm.backend import Backend, BackendError, Conversation, Generation, Reproducibility, Sampling
 from agents.llm.chat_tokens import CHOICE_RULE, encode_conversation, logsumexp, single_token_ids
 
 __all__ = [
@@ -496,6 +496,30 @@ class LocalBackend(Backend):
     def clear_cache(self) -> None:
         """Forget every cached prefix (results do not change; only speed)."""
         self.engine.clear_cache()
+
+    def reproducibility(self) -> Reproducibility:
+        """Float32 on CPU: reproducible (seeded sampling, batch-invariant). Other dtypes/devices: not."""
+        dtype, device = self.info["dtype"], self.info["device"]
+        if dtype == "float32" and device == "cpu":
+            return Reproducibility(
+                True,
+                "local float32 on CPU: sampling is seeded per conversation and log-probs agree across "
+                "batch layouts, prefix reuse and resumed runs to about 1e-5 (tested: identical calls "
+                "give identical texts and log-probs)",
+            )
+        if dtype == "float32":
+            return Reproducibility(False, f"local float32 on {device}: batch invariance not shown there")
+        repeats = (
+            "an uninterrupted rerun with the same config repeated exactly on CPU, but a resumed run or "
+            "another batch size can differ"
+            if device == "cpu"
+            else "reruns not shown to repeat there"
+        )
+        return Reproducibility(
+            False,
+            f"local {dtype} on {device}: not batch-invariant (bfloat16 log-probs move by up to about "
+            f"0.25 nat with the batch layout); {repeats}",
+        )
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -553,14 +553,9 @@ class GoalPromptedPolicy(Agent):
     def _act_logprob(self, observations, states, convs) -> list[tuple[Decision, ChatState]]:
         letters = [letters_for(len(_legal(o))) for o in observations]
         results: list[tuple[dict[str, float | None], int | None]] = [({}, None)] * len(states)
-        detailed = getattr(self.backend, "choice_logprobs_with_drops", None)
         for ls in sorted(set(letters)):
             idx = [i for i, x in enumerate(letters) if x == ls]
-            batch = [convs[i] for i in idx]
-            if detailed is not None:
-                res = detailed(batch, list(ls))
-            else:
-                res = [(lp, None) for lp in self.backend.choice_logprobs(batch, list(ls))]
+            res = self.backend.choice_logprobs_with_drops([convs[i] for i in idx], list(ls))
             for i, r in zip(idx, res, strict=True):
                 results[i] = r
         out = []
