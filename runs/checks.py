@@ -57,7 +57,13 @@ def _check_instruments(config: RunConfig) -> None:
     n_opts = [load_instrument(i).n_options for i in config.instruments]
     for spec in config.agents:
         try:
-            check_spec(spec, {"instrument"}, n_opts, where=f"instruments {config.instruments}")
+            check_spec(
+                spec,
+                {"instrument"},
+                n_opts,
+                where=f"instruments {config.instruments}",
+                backend_options=config.llm.backend_options,
+            )
         except AgentSpecError as err:
             raise _agent_error(err, "agents") from None
     if uses_llm(config.agents):
@@ -99,7 +105,11 @@ def _check_scenario(config: RunConfig) -> None:
     for p, seat in seats.items():
         try:
             check_spec(
-                seat.spec, {d.game}, [n for n in sizes[p] if n] or [2], where=f"scenario {d.id!r} ({p})"
+                seat.spec,
+                {d.game},
+                [n for n in sizes[p] if n] or [2],
+                where=f"scenario {d.id!r} ({p})",
+                backend_options=config.llm.backend_options,
             )
         except AgentSpecError as err:
             raise _agent_error(err, f"agents ({seat.group} / {p})") from None

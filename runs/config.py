@@ -58,12 +58,18 @@ class LLMSettings(_Strict):
     options: dict[str, Any] = Field(
         default_factory=dict, description="further GoalPromptedPolicy keyword arguments (e.g. max_reasks)"
     )
+    backend_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="model backend options, checked per backend (timeout_s, retries, backoff_s, ...; "
+        "local: dtype, device, ...); see agents/llm/factory.py",
+    )
 
     @field_validator("options")
     @classmethod
     def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
         owned = {
             "backend": "agents",
+            "backend_options": "llm.backend_options",
             "mode": "llm.mode",
             "sampling": "llm.temperature/top_p/max_new_tokens",
             "prompt_set": "prompt_sets",
@@ -301,14 +307,24 @@ def preset_path(name: str) -> Path:
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], source: str) -> dict[str, Any]:
-    """Merge dotted-key overrides ("llm.mode": "logprob") into a config mapping."""
+    """Merge dotted-key overrides ("llm.mode": "logprob", "llm.backend_options.retries": 0) into a
+    config mapping."""
     out = dict(data)
     for key, v in overrides.items():
         head, _, tail = key.partition(".")
         if tail:
             if head not in _SECTIONS:
                 raise ConfigError(f"{source}: {key!r}: only llm.*, budget.* and limits.* take dotted keys")
-            out[head] = {**(out.get(head) or {}), tail: v}
+            section = dict(out.get(head) or {})
+            name, _, sub = tail.partition(".")
+            if sub:  # a key inside a mapping field, e.g. llm.backend_options.timeout_s
+                inner = section.get(name) or {}
+                if not isinstance(inner, dict):
+                    raise ConfigError(f"{source}: {key!r}: {head}.{name} is not a mapping")
+                section[name] = {**inner, sub: v}
+            else:
+                section[name] = v
+            out[head] = section
         else:
             out[head] = v
     _check_keys(out, source)

@@ -237,7 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="base seed")
     p.add_argument("--mode", help="LLM decision mode: generate or logprob (= --set llm.mode=...)")
     p.add_argument("--temperature", type=float, help="LLM sampling temperature (= --set llm.temperature=...)")
-    p.add_argument("--max-calls", type=int, help="budget: model calls per agent")
+    p.add_argument("--timeout", type=float, metavar="S", help="chat backends: seconds per attempt of a call")
+    p.add_argument("--retries", type=int, help="chat backends: retries after a failed attempt")
+    p.add_argument(
+        "--max-calls", type=int, help="budget: model calls per agent, over every session of the run"
+    )
     p.add_argument("--max-tokens", type=int, help="budget: tokens per agent")
     p.add_argument("--cache", help="response cache: shared, run or off")
     p.add_argument("--batch-size", type=int, help="episodes stepped together")
@@ -268,6 +272,8 @@ _FLAG_KEYS = {
     "seed": "seed",
     "mode": "llm.mode",
     "temperature": "llm.temperature",
+    "timeout": "llm.backend_options.timeout_s",
+    "retries": "llm.backend_options.retries",
     "max_calls": "budget.max_calls",
     "max_tokens": "budget.max_tokens",
     "cache": "cache",
@@ -392,12 +398,22 @@ def _manifest(config: RunConfig, argv: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def _build_agents(config: RunConfig, run_dir: Path) -> dict[str, BuiltAgent]:
+def _build_agents(config: RunConfig, run_dir: Path, store: RunStore) -> dict[str, BuiltAgent]:
     cache_path = _cache_path(config, run_dir)
     specs = _specs(config)
     llm = _llm_kwargs(config) if uses_llm(specs) else None
     budget = config.budget.model_dump()
-    built = {s: build(s, llm=llm, cache_path=cache_path, budget=budget) for s in specs}
+    built = {
+        s: build(
+            s,
+            llm=llm,
+            cache_path=cache_path,
+            budget=budget,
+            backend_options=config.llm.backend_options,
+            ledger=store.ledger(s),
+        )
+        for s in specs
+    }
     _check_policy_spaces(config, built)
     return built
 
@@ -424,6 +440,11 @@ def _check_policy_spaces(config: RunConfig, built: Mapping[str, BuiltAgent]) -> 
     for p, seat in seat_specs(config).items():
         if seat.spec in rl:
             rl[seat.spec].check_env(env, p)
+
+
+def _claim_dict(b: BuiltAgent) -> dict[str, Any]:
+    ok, why = b.reproducibility()
+    return {"reproducible": ok, "reason": why}
 
 
 def _err(msg: str) -> None:
@@ -559,8 +580,9 @@ def _work(config: RunConfig, run_dir: Path, store: RunStore, created: bool, *, p
     from agents.registry import AgentSpecError
 
     _set_threads(config, _specs(config))
+    store.note_budget(config.budget.model_dump())
     try:
-        built = _build_agents(config, run_dir)
+        built = _build_agents(config, run_dir, store)
     except Exception as err:  # a backend that cannot start (missing key or file), a policy that does not fit
         from agents.llm.backend import BackendError
 
@@ -572,6 +594,7 @@ def _work(config: RunConfig, run_dir: Path, store: RunStore, created: bool, *, p
         return EXIT_USAGE
     if created:
         store.set_meta("agents", {s: b.describe() for s, b in built.items()})
+        store.set_meta("reproducible", {s: _claim_dict(b) for s, b in built.items()})
     t0 = time.time()
     outcome = run(config, store, built, progress=progress)
     return _finish(store, run_dir, outcome, time.time() - t0)

@@ -411,9 +411,10 @@ class RunStore:
     def manifest(self) -> dict[str, Any]:
         """The manifest, with the budget history and the sessions (exported as manifest.json)."""
         m = dict(self.meta("manifest") or {})
-        agents = self.meta("agents")
-        if agents is not None:
-            m["agents"] = agents
+        for key in ("agents", "reproducible"):
+            value = self.meta(key)
+            if value is not None:
+                m[key] = value
         m["schema"] = SCHEMA_VERSION
         m["created"] = self.meta("created")
         m["budget_history"] = self.meta("budget_history") or []
@@ -463,6 +464,16 @@ class RunStore:
             }
             for i, s, pid, rec, e, o in rows
         ]
+
+    def ledger(self, agent: str) -> _Ledger:
+        """The budget ledger of one agent (agents.llm.cache.Ledger) in this run."""
+        return _Ledger(self, agent)
+
+    def note_budget(self, budget: Mapping[str, Any]) -> None:
+        """Record the budget this session runs under, when it differs from the last one recorded."""
+        history = list(self.meta("budget_history") or [])
+        if not history or {k: history[-1].get(k) for k in budget} != dict(budget):
+            self.set_meta("budget_history", [*history, {"session": self.session, **budget}])
 
     def spent(self, agent: str) -> tuple[int, int]:
         """Model calls and tokens spent by `agent` over every session of the run."""
@@ -585,6 +596,19 @@ class RunStore:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+@dataclass
+class _Ledger:
+    store: RunStore
+    agent: str
+
+    def spent(self) -> tuple[int, int]:
+        return self.store.spent(self.agent)
+
+    def spend(self, calls: int, tokens: int) -> None:
+        if calls or tokens:
+            self.store.spend(self.agent, calls, tokens)
 
 
 def _damage_message(run_dir: Path, what: str) -> str:

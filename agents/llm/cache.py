@@ -25,7 +25,7 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from langchain_core.messages import BaseMessage
 
@@ -37,6 +37,8 @@ __all__ = [
     "CachedBackend",
     "CallStats",
     "CountingBackend",
+    "Ledger",
+    "MemoryLedger",
     "ResponseStore",
     "conversation_key",
 ]
@@ -242,9 +244,35 @@ class BudgetExceeded(BackendError):
     """A model call was refused because it would exceed the run's budget."""
 
 
+class Ledger(Protocol):
+    """Where a budget's spending lives (a run store: the spending of every session of the run)."""
+
+    def spent(self) -> tuple[int, int]:
+        """Model calls (conversations) and tokens spent so far."""
+
+    def spend(self, calls: int, tokens: int) -> None:
+        """Add to the spending, durably."""
+
+
+class MemoryLedger:
+    """A ledger of this process only (no run store)."""
+
+    def __init__(self) -> None:
+        self.calls = self.tokens = 0
+
+    def spent(self) -> tuple[int, int]:
+        return self.calls, self.tokens
+
+    def spend(self, calls: int, tokens: int) -> None:
+        self.calls += calls
+        self.tokens += tokens
+
+
 class BudgetGuard(CountingBackend):
     """Refuses a batch, before sending it, that would pass `max_calls` conversations, or once the
-    tokens used reach `max_tokens`. None means no limit."""
+    tokens used reach `max_tokens` (None: no limit). Spending is kept in `ledger` (default: this
+    process); the calls of a batch are recorded there before the batch is sent, so a kill can only
+    over-count and a budget is never exceeded, however often a run is resumed."""
 
     def __init__(
         self,
@@ -252,33 +280,39 @@ class BudgetGuard(CountingBackend):
         max_calls: int | None = None,
         max_tokens: int | None = None,
         stats: CallStats | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         super().__init__(inner, stats)
         for name, v in (("max_calls", max_calls), ("max_tokens", max_tokens)):
             if v is not None and v < 0:
                 raise ValueError(f"{name}={v} must be >= 0 or None")
         self.max_calls, self.max_tokens = max_calls, max_tokens
+        self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
 
-    def _check(self, n: int) -> None:
-        s = self.stats
-        if self.max_calls is not None and s.conversations + n > self.max_calls:
+    def _reserve(self, n: int) -> None:
+        calls, tokens = self.ledger.spent()
+        if self.max_calls is not None and calls + n > self.max_calls:
             raise BudgetExceeded(
-                f"budget: {self.model_id}: {s.conversations} model calls made, {n} more would pass "
+                f"budget: {self.model_id}: {calls} model calls made, {n} more would pass "
                 f"budget.max_calls={self.max_calls}"
             )
-        if self.max_tokens is not None and s.tokens >= self.max_tokens:
+        if self.max_tokens is not None and tokens >= self.max_tokens:
             raise BudgetExceeded(
-                f"budget: {self.model_id}: {s.tokens} tokens used, budget.max_tokens={self.max_tokens} reached"
+                f"budget: {self.model_id}: {tokens} tokens used, budget.max_tokens={self.max_tokens} reached"
             )
+        self.ledger.spend(n, 0)
 
     def generate(
         self, conversations: Sequence[Conversation], sampling: Sequence[Sampling]
     ) -> list[Generation]:
-        self._check(len(conversations))
-        return super().generate(conversations, sampling)
+        self._reserve(len(conversations))
+        before = self.stats.tokens
+        out = super().generate(conversations, sampling)
+        self.ledger.spend(0, self.stats.tokens - before)
+        return out
 
     def choice_logprobs_with_drops(
         self, conversations: Sequence[Conversation], choices: Sequence[str]
     ) -> list[tuple[dict[str, float | None], int | None]]:
-        self._check(len(conversations))
+        self._reserve(len(conversations))
         return super().choice_logprobs_with_drops(conversations, choices)

@@ -193,6 +193,7 @@ LOCAL_OPTIONS: dict[str, Option] = {
     "prefix_cache": _FLAG,
 }
 
+
 def _fraction(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 < float(v) <= 1:
         raise ValueError(v)
