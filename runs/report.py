@@ -413,8 +413,11 @@ def _plots(
     return [p.name for p in made if p is not None]
 
 
-def write_reports(run_dir: str | Path, plots: bool = True, store: RunStore | None = None) -> dict[str, Any]:
-    """Re-score the run in `run_dir` from its store; write its exports, summaries and plots."""
+def write_reports(
+    run_dir: str | Path, plots: bool = True, store: RunStore | None = None, html: bool = False
+) -> dict[str, Any]:
+    """Re-score the run in `run_dir` from its store; write its exports, summaries and plots, and
+    with html=True report.html (runs/html.py)."""
     run_dir = Path(run_dir)
     own = store is None
     store = store or RunStore.read(run_dir)
@@ -443,6 +446,10 @@ def write_reports(run_dir: str | Path, plots: bool = True, store: RunStore | Non
             for c in summary["dilemma"]["cells"]:
                 w.writerow(_dilemma_flat(c))
     (run_dir / "summary.md").write_text(markdown(summary, manifest), encoding="utf-8")
+    if html:
+        from runs.html import write_html
+
+        write_html(run_dir, manifest, episodes, decisions, summary)
     return summary
 
 
@@ -474,21 +481,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Re-score a run's episodes and rewrite its summaries and plots (no model needed).",
     )
     p.add_argument("run_dir", help="a run directory written by python -m runs.evaluate")
+    p.add_argument(
+        "other", nargs="?", help="with --html: a second run to compare with the first, cell by cell"
+    )
+    p.add_argument(
+        "--html", action="store_true", help="also write report.html (self-contained, opens offline)"
+    )
+    p.add_argument("--out", metavar="FILE", help="comparison page path [RUN_DIR/compare-<other>.html]")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
     p.add_argument("--quiet", action="store_true", help="do not print the table")
     args = p.parse_args(argv)
+    if args.other is not None or args.out is not None:
+        return _compare(args)
     try:
-        summary = write_reports(args.run_dir, plots=not args.no_plots)
+        summary = write_reports(args.run_dir, plots=not args.no_plots, html=args.html)
     except StoreError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not args.quiet:
         print_table(summary)
     print(
-        f"wrote summary.json, summary.csv, summary.md{', plots' if summary.get('plots') else ''} in "
+        f"wrote summary.json, summary.csv, summary.md{', plots' if summary.get('plots') else ''}"
+        f"{', report.html' if args.html else ''} in "
         f"{args.run_dir}",
         file=sys.stderr,
     )
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """runs.report A B --html: the comparison page (both runs are read before anything is written)."""
+    from runs.html import write_compare
+
+    if args.other is None or not args.html:
+        print(
+            "error: comparing two runs writes a page: python -m runs.report A B --html [--out FILE]",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        path = write_compare(args.run_dir, args.other, args.out)
+    except StoreError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: cannot write the comparison: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

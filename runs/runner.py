@@ -506,7 +506,7 @@ def _finish(store: RunStore, run_dir: Path, outcome: RunOutcome, elapsed: float)
         }
     )
     store.export()
-    summary = write_reports(run_dir, store=store)
+    summary = write_reports(run_dir, store=store, html=True)
     print_table(summary)
     print(
         f"{outcome.new} new episode(s) in {elapsed:.1f} s; {outcome.done}/{outcome.planned} done; "
