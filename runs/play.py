@@ -38,6 +38,7 @@ import secrets
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -366,7 +367,8 @@ class PlayServer:
                 continue
             replay = [Answer(a["kind"], a["value"], a.get("seconds")) for a in j.get("answers", [])]
             with self.lock:
-                self._launch(j["participant"], c, int(j["trial"]), j["token"], replay)
+                s = self._launch(j["participant"], c, int(j["trial"]), j["token"], replay)
+            s.channel.wait_next(len(replay) - 1, timeout=60.0)  # replayed up to the open question
             n += 1
         return n
 
@@ -393,7 +395,7 @@ class PlayServer:
             if config.scenario is not None:
                 agents.update(self._opponents(config))
             game, seats = build_game(spec, config, agents)
-            played = play([game])
+            (played,) = play([game])
             ep, decs = records(spec, played, seats)
             self.writer.call(lambda st: st.add_episode(self._next_seq(st), ep, decs))
             s.status = "done"
@@ -401,9 +403,12 @@ class PlayServer:
                 (self.journal / f"{s.token}.json").unlink()
         except Abandoned:
             s.status = "abandoned"
-        except (AnswerError, StoreError, ValueError, RuntimeError) as err:
+        except (AnswerError, StoreError) as err:
             s.status, s.error = "failed", str(err)
             print(f"error: session {s.token[:6]} ({s.participant}): {err}", file=sys.stderr)
+        except Exception as err:  # a bug or an agent that failed: the person is told, the trace logged
+            s.status, s.error = "failed", f"the episode stopped: {type(err).__name__}: {err}"
+            traceback.print_exc()
         finally:
             s.channel.close()
 

@@ -238,10 +238,18 @@ def test_sampler_top_p_and_greedy():
     assert _sample(logits[[0, 0, 0]], ones, ones, torch.tensor([0.49, 0.51, 0.81])).tolist() == [0, 1, 2]
     # a row's draw does not depend on the other rows (nucleus and full rows mixed or alone)
     mixed = _sample(logits[[0, 1]], torch.ones(2), torch.tensor([0.6, 1.0]), torch.tensor([0.7, 0.7]))
-    alone = [_sample(logits[[i]], torch.ones(1), torch.tensor([p]), torch.tensor([0.7])).item() for i, p in ((0, 0.6), (1, 1.0))]
+    alone = [
+        _sample(logits[[i]], torch.ones(1), torch.tensor([p]), torch.tensor([0.7])).item()
+        for i, p in ((0, 0.6), (1, 1.0))
+    ]
     assert mixed.tolist() == alone == [1, 1]
     # empirical frequencies match the distribution (top_p = 1)
-    draws = _sample(logits[[1] * 20000], torch.ones(20000), torch.ones(20000), torch.rand(20000, generator=torch.Generator().manual_seed(0)))
+    draws = _sample(
+        logits[[1] * 20000],
+        torch.ones(20000),
+        torch.ones(20000),
+        torch.rand(20000, generator=torch.Generator().manual_seed(0)),
+    )
     freq = torch.bincount(draws, minlength=3).double() / 20000
     assert torch.allclose(freq, torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64), atol=0.015)
 
