@@ -46,6 +46,15 @@ class ProbDecision:
     order: tuple[int, ...]
     probs: tuple[float | None, ...]
 
+    @classmethod
+    def from_letters(
+        cls, context: Hashable, order: Sequence[int], probabilities: Mapping[str, float | None]
+    ) -> ProbDecision:
+        """From a logprob-mode record's letter -> probability mapping (letters A, B, ... in shown
+        order; a letter missing from the mapping counts as not scored)."""
+        letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[: len(order)]
+        return cls(context, tuple(int(x) for x in order), tuple(probabilities.get(c) for c in letters))
+
 
 @dataclass
 class LetterPrior:

@@ -59,6 +59,7 @@ __all__ = [
     "null_bands",
     "null_responders",
     "random_answering_test",
+    "shown_decisions",
 ]
 
 ORDERS = ("fixed", "reversed", "permuted")
@@ -264,6 +265,24 @@ class ShownDecision:
     item: Hashable
     order: tuple[int, ...]
     choice: int | None
+
+
+def shown_decisions(
+    item_ids: Sequence[Hashable],
+    shown_orders: Sequence[Sequence[int]],
+    choices: Mapping[Hashable, int | None],
+) -> list[ShownDecision]:
+    """One episode's decisions as shown, from its stored form: the item ids in asked order, the
+    shown order of each item (canonical option per shown position) and the canonical choice per
+    item id (None = no valid answer)."""
+    if len(item_ids) != len(shown_orders):
+        raise ValueError(f"{len(item_ids)} item ids for {len(shown_orders)} shown orders")
+    out = []
+    for item, order in zip(item_ids, shown_orders, strict=True):
+        c = choices.get(item)
+        order = tuple(int(x) for x in order)
+        out.append(ShownDecision(item, order, None if c is None else order.index(int(c))))
+    return out
 
 
 def _decisions(decisions: Sequence[ShownDecision | Mapping[str, Any]]) -> tuple[list, int]:

@@ -230,8 +230,16 @@ def mean_interval(x: Sequence[float | None] | np.ndarray, level: float = DEFAULT
     why = _no_interval(a)
     if why is not None:
         return Interval(est, None, None, level, "student-t", int(a.size), why)
-    half = t_quantile(0.5 + level / 2.0, a.size - 1) * a.std(ddof=1) / math.sqrt(a.size)
+    half = t_quantile(0.5 + level / 2.0, a.size - 1) * _sd(a) / math.sqrt(a.size)
+    if not half > 0.0 or not math.isfinite(half):  # differences below floating-point resolution
+        return Interval(est, None, None, level, "student-t", int(a.size), f"no variation in n={a.size}")
     return Interval(est, est - half, est + half, level, "student-t", int(a.size))
+
+
+def _sd(a: np.ndarray) -> float:
+    """Sample SD, computed on scaled values so that tiny spreads do not underflow."""
+    scale = float(np.abs(a).max())
+    return float((a / scale).std(ddof=1) * scale) if scale > 0 else 0.0
 
 
 def _rationality_breaks(target: str, convention: str) -> list[float]:
@@ -302,6 +310,8 @@ def _welch(a: np.ndarray, b: np.ndarray, level: float) -> Interval:
         return Interval(est, None, None, level, "welch-t", n, f"no variation in n={a.size} and n={b.size}")
     df = (va + vb) ** 2 / ((va**2 / (a.size - 1) if va else 0.0) + (vb**2 / (b.size - 1) if vb else 0.0))
     half = t_quantile(0.5 + level / 2.0, df) * math.sqrt(va + vb)
+    if not half > 0.0 or not math.isfinite(half):
+        return Interval(est, None, None, level, "welch-t", n, f"no variation in n={a.size} and n={b.size}")
     return Interval(est, est - half, est + half, level, "welch-t", n)
 
 

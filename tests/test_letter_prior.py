@@ -92,6 +92,11 @@ def test_incomplete_decisions_are_left_out_and_counted():
         estimate_letter_prior([ProbDecision("c", (0, 1), (0.5,))])
 
 
+def test_from_letters_maps_shown_letters_to_positions():
+    d = ProbDecision.from_letters("c", (2, 0, 1), {"A": 0.5, "B": 0.3})
+    assert d.order == (2, 0, 1) and d.probs == (0.5, 0.3, None)
+
+
 def test_episode_angles_raw_and_debiased():
     first = {it.id: np.eye(K)[0] for it in PRIMARY.items}
     a = episode_angles(PRIMARY, first)

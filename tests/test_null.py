@@ -18,6 +18,7 @@ from scoring.null import (
     null_bands,
     null_responders,
     random_answering_test,
+    shown_decisions,
 )
 
 PRIMARY = load_instrument("slider").subset("primary")
@@ -172,3 +173,10 @@ def test_bad_decisions_are_named():
         random_answering_test([{"item": 1, "order": [0, 1]}])
     t = random_answering_test([ShownDecision(1, (0, 1, 2), None)])
     assert t["n_invalid"] == 1 and t["distinguishable"] is None
+
+
+def test_shown_decisions_from_a_stored_episode():
+    ds = shown_decisions([1, 2], [list(REV), list(IDENT)], {1: 8, 2: None})
+    assert ds == [ShownDecision(1, REV, 0), ShownDecision(2, IDENT, None)]
+    with pytest.raises(ValueError, match="2 item ids for 1"):
+        shown_decisions([1, 2], [list(REV)], {})
