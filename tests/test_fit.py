@@ -106,17 +106,21 @@ def test_battle_of_the_sexes_ties_are_not_a_point(agent_angle: float) -> None:
 
 
 @pytest.mark.parametrize("value", ["altruistic", "individualistic", "competitive"])
-def test_linear_ideal_types_on_the_primary_items(value: str) -> None:
+def test_linear_ideal_types_on_the_slider(value: str) -> None:
     v = load_values()[value]
-    k = ideal_choices(PRIMARY, v.utility, v.tie_break)
-    chosen = PRIMARY[np.arange(6), k]
+    k = ideal_choices(FULL, v.utility, v.tie_break)  # all 15 items; the first 6 are the primary ones
+    chosen = PRIMARY[np.arange(6), k[:6]]
     classic = float(svo_angle(chosen[:, 0], chosen[:, 1]))
-    f = fit_svo(list(PRIMARY), list(k))
+    f = fit_svo(list(FULL), list(k))
     assert f.status == "separated" and f.angle is None and f.temperature == 0.0
     assert any(_covers(a, v.motive_angle) for a in f.consistent)  # the utility the type maximises
     assert _covers(f.interval, v.motive_angle)
     lo, hi = f.slider_range
     assert lo - 1e-9 <= classic <= hi + 1e-9
+    # its 6 primary choices alone are too few for an interval (MIN_INFORMATIVE = 8)
+    six = fit_svo(list(PRIMARY), list(k[:6]))
+    assert six.interval is None and "min_informative" in six.reason
+    assert any(_covers(a, v.motive_angle) for a in six.consistent)
 
 
 def test_inequality_averse_ideal_type_is_identified_near_the_classic_angle() -> None:
