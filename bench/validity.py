@@ -229,7 +229,10 @@ def fit_rows(
     t0 = time.perf_counter()
     n_fits = 0
     for angle, temp in agents:
-        s = out.setdefault(temp, {"n": 0, "rep": 0, "cov": 0, "width": 0.0, "cons": 0, "dec": 0})
+        s = out.setdefault(
+            temp,
+            {"n": 0, "rep": 0, "cov": 0, "width": 0.0, "cons": 0, "dec": 0, "narrow": 0, "narrow_cov": 0},
+        )
         for i, d in enumerate(make(angle, temp, per_agent, seed)):
             f = fit_svo(d["options"], d["choices"], seed=i, **fit_kwargs)
             n_fits += 1
@@ -239,6 +242,9 @@ def fit_rows(
                 s["rep"] += 1
                 s["cov"] += _covers(f.interval, angle)
                 s["width"] += f.interval[1] - f.interval[0]
+                if f.interval[1] - f.interval[0] <= 90.0:  # what a 90-degree width limit would keep
+                    s["narrow"] += 1
+                    s["narrow_cov"] += _covers(f.interval, angle)
             else:
                 key = (f.reason or "").split(":")[0].split(" (")[0]
                 reasons[key] = reasons.get(key, 0) + 1
@@ -257,6 +263,7 @@ def fit_rows(
                 f"{rep}/{s['n']}",
                 f"{s['cov'] / rep:.3f}" if rep and kind != "random" else "-",
                 f"{s['width'] / rep:.0f}" if rep else "-",
+                f"{s['narrow_cov']}/{s['narrow']}" if kind != "random" else "-",
                 f"{s['cons']}/{s['n']}" if kind == "maximiser" else "-",
                 f"{sec:.2f}",
             ]
@@ -270,10 +277,7 @@ def fit_rows(
                 sum(reasons.values()),
                 "",
                 "; ".join(f"{k} ({v})" for k, v in top),
-                "",
-                "",
-                "",
-                "",
+                *[""] * (len(FIT_HEADER) - 5),
             ]
         )
     return rows
@@ -334,6 +338,7 @@ FIT_HEADER = [
     "reported",
     "reported cover",
     "mean width",
+    "of those <= 90 wide: cover",
     "consistent set holds truth",
     "s per fit",
 ]
