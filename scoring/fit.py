@@ -39,8 +39,9 @@ quantity on the slider and on every dilemma, so one agent gets one comparable an
 5. "identified": the choices are not separable; `angle` is the maximum-likelihood angle,
    `interval` its calibrated confidence interval, `temperature` 1 / beta in payoff units.
    "separated": some angles make every choice a best option (the likelihood grows without bound
-   as the temperature goes to 0), so there is no point estimate (`angle` None): `interval` is the
-   calibrated confidence interval, `temperature` 0.
+   as the temperature goes to 0), so there is no point estimate (`angle` None, and `reason` says
+   so): `interval` is the calibrated confidence interval, `temperature` 0. Every result without
+   an angle has a `reason`.
 
 `consistent` (any status, when not empty): the exact set of angles at which every choice is a
 best option, ties included (an angle at which the chosen option ties another is consistent with
@@ -675,6 +676,10 @@ def fit_svo(
     res.interval = (lo, hi)
     if separated:
         res.status, res.temperature = "separated", 0.0
+        res.reason = (
+            "separated: every choice is a best option at the angles in `consistent`, so there is no "
+            "point estimate; `interval` is the calibrated confidence interval"
+        )
     else:
         res.status, res.angle = "identified", float(_wrap(t_hat))
     return _with_slider(res)

@@ -55,6 +55,7 @@ def test_reported_intervals_cover_the_truth(scenario: str, per_agent: int) -> No
         assert f.status in ("identified", "separated") and f.interval[1] > f.interval[0]
         assert -180.0 < f.interval[0] <= 180.0
         assert (f.angle is None) == (f.status == "separated")
+        assert f.angle is not None or f.reason
 
 
 @pytest.mark.parametrize("scenario", ["prisoners_dilemma_repeated", "stag_hunt"])
