@@ -26,6 +26,7 @@ from typing import Any
 from runs.agents import BuiltAgent, build
 from runs.checks import check_run, check_writable, uses_llm
 from runs.config import CONFIG_DIR, ConfigError, RunConfig, apply_overrides, preset_path, read_yaml, validate
+from runs.executors import Executor, LocalExecutor, episode_groups
 from runs.plan import EPISODE_SEED_RULE, EpisodeSpec, plan
 from runs.store import RunStore, StoreError, code_version, environment
 
@@ -122,29 +123,24 @@ def run(
     agents: Mapping[str, BuiltAgent],
     *,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> RunOutcome:
-    """Play the missing episodes of the plan into `store` (claimed), batch by batch."""
+    """Play the missing episodes of the plan into `store` (claimed): an executor plays them in
+    groups and streams them back; each is written here, in one transaction, as it arrives."""
     from agents.llm.backend import BackendError
     from agents.llm.cache import BudgetExceeded
-    from runs.episodes import build_game, records
-    from runs.rollout import play
 
     episodes = plan(config)
     done = store.completed()
     pending = [e for e in episodes if e.key not in done]
     bar = _Progress(progress, sum(_steps(e, config) for e in pending), "evaluating")
     outcome = RunOutcome(done=len(done), planned=len(episodes), new=0)
-    objs = {s: b.agent for s, b in agents.items()}
+    executor = executor or LocalExecutor(config, {s: b.agent for s, b in agents.items()})
     try:
-        for i in range(0, len(pending), config.batch_size):
-            batch = pending[i : i + config.batch_size]
-            built = [build_game(e, config, objs) for e in batch]
-            played = play([g for g, _ in built], on_decisions=bar.advance)
-            for e, (_, seats), p in zip(batch, built, played, strict=True):
-                ep, decs = records(e, p, seats)
-                store.add_episode(e.seq, ep, decs)
-                outcome.done += 1
-                outcome.new += 1
+        for finished in executor.results(episode_groups(pending), on_steps=bar.advance):
+            store.add_episode(finished.spec.seq, finished.episode, finished.decisions)
+            outcome.done += 1
+            outcome.new += 1
             bar.note(_calls_note(agents))
     except KeyboardInterrupt:
         outcome.interrupted = True

@@ -17,6 +17,7 @@ from scoring.svo import (
     utility_choices,
     value_rationality,
     vector_length,
+    wrap_angle,
 )
 from scoring.wrappers import SVOScoring
 
@@ -38,4 +39,5 @@ __all__ = [
     "utility_choices",
     "value_rationality",
     "vector_length",
+    "wrap_angle",
 ]

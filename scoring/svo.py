@@ -4,11 +4,14 @@ Conventions (tested at the boundaries):
 - Angles are in degrees, atan2(mean other - c, mean self - c) with c the instrument's centre (50 on
   the slider; scale it with the payoffs). A missing answer (NaN) makes the angle NaN: the published
   rule needs all primary items.
-- Categories close the lower bound (Ackermann's script): altruistic >= 57.15,
-  prosocial [22.45, 57.15), individualistic [-12.04, 22.45), competitive < -12.04.
+- Every angle function is periodic in 360 degrees: angles are wrapped to (-180, 180] (`wrap_angle`)
+  before categories and rationality, and `svo_angle` returns wrapped angles.
+- Categories close the lower bound (Ackermann's script): altruistic [57.15, 180],
+  prosocial [22.45, 57.15), individualistic [-12.04, 22.45), competitive (-180, -12.04); on the
+  circle altruistic and competitive meet at 180 (which is altruistic, like -180).
 - Value rationality is a distance in degrees to a target; "interval" (default) is 0 inside the
-  target's category and the distance to the nearest bound outside, "ideal" is the angular distance
-  to the ideal-type angle. `paper_scale` maps a distance to the study's 0-60 scale.
+  target's category and otherwise the angular distance to its nearer bound, "ideal" is the angular
+  distance to the ideal-type angle. `paper_scale` maps a distance to the study's 0-60 scale.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "utility_choices",
     "value_rationality",
     "vector_length",
+    "wrap_angle",
 ]
 
 CATEGORIES = VALUE_NAMES
@@ -43,11 +47,21 @@ UNDEFINED = "undefined"
 Convention = Literal["interval", "ideal"]
 
 
+def wrap_angle(angle: np.ndarray | float) -> np.ndarray:
+    """Angles in degrees wrapped to (-180, 180] (NaN stays NaN); angles already inside are returned
+    unchanged (bit for bit: no rounding from the modulo)."""
+    a = np.asarray(angle, dtype=np.float64)
+    w = np.mod(a + 180.0, 360.0) - 180.0
+    w = np.where(w <= -180.0, w + 360.0, w)
+    with np.errstate(invalid="ignore"):
+        return np.where((a > -180.0) & (a <= 180.0), a, w)
+
+
 def svo_angle(self_pay: np.ndarray, other_pay: np.ndarray, centre: float = 50.0) -> np.ndarray:
-    """SVO angle in degrees from per-item allocations, means over the last axis."""
+    """SVO angle in degrees, in (-180, 180], from per-item allocations, means over the last axis."""
     s = np.asarray(self_pay, dtype=np.float64).mean(axis=-1) - centre
     o = np.asarray(other_pay, dtype=np.float64).mean(axis=-1) - centre
-    return np.degrees(np.arctan2(o, s))
+    return wrap_angle(np.degrees(np.arctan2(o, s)))
 
 
 def vector_length(self_pay: np.ndarray, other_pay: np.ndarray, centre: float = 50.0) -> np.ndarray:
@@ -64,8 +78,8 @@ def _lower_bounds() -> np.ndarray:
 
 
 def categorise(angle: np.ndarray | float) -> np.ndarray:
-    """Category names for angles (lower bound closed); NaN gives "undefined"."""
-    a = np.asarray(angle, dtype=np.float64)
+    """Category names for angles (lower bound closed, angles wrapped); NaN gives "undefined"."""
+    a = wrap_angle(angle)
     lows = _lower_bounds()  # descending: 57.15, 22.45, -12.04
     idx = np.searchsorted(-lows, -a, side="left")  # number of lower bounds above a
     names = np.array(list(CATEGORIES) + [UNDEFINED], dtype=object)
@@ -88,12 +102,13 @@ def value_rationality(
     """Distance in degrees between measured angles and a target value (0 = on target)."""
     if target not in VALUE_NAMES:
         raise ValueError(f"unknown target value {target!r}; allowed: {list(VALUE_NAMES)}")
-    a = np.asarray(angle, dtype=np.float64)
+    a = wrap_angle(angle)
     if convention == "interval":
         lo, hi = load_values()[target].bounds()
-        below = np.where(a < lo, lo - a, 0.0)
-        above = np.where(a >= hi, a - hi, 0.0)
-        return np.where(np.isnan(a), np.nan, below + above)
+        lo, hi = max(lo, -180.0), min(hi, 180.0)  # the category as an arc of the circle
+        inside = categorise(a) == target
+        d = np.minimum(angular_distance(a, lo), angular_distance(a, hi))
+        return np.where(np.isnan(a), np.nan, np.where(inside, 0.0, d))
     if convention == "ideal":
         if instrument is None:
             from scenarios import load_instrument
@@ -137,7 +152,7 @@ def ideal_choices(payoffs: np.ndarray, utility: str, tie_break: str | None = Non
 def utility_choices(payoffs: np.ndarray, angle_deg: float | np.ndarray) -> np.ndarray:
     """Option index per item maximising cos(t) * self + sin(t) * other (ties: lowest index)."""
     p = np.asarray(payoffs, dtype=np.float64)
-    t = np.radians(np.asarray(angle_deg, dtype=np.float64))[..., None, None]
+    t = np.radians(wrap_angle(angle_deg))[..., None, None]
     u = np.cos(t)[..., 0] * p[..., 0] + np.sin(t)[..., 0] * p[..., 1]
     return np.argmax(np.round(u, 9), axis=-1)
 
@@ -210,6 +225,14 @@ def inequality_aversion_index(choices: np.ndarray, instrument: Instrument) -> np
     D = mean |chosen - ideal| / (n_options - 1) over items with an ideal. The index is
     D_IA / (D_IA + D_JM) only where inequality aversion and joint gain rank first and second;
     otherwise NaN (undefined, never a default).
+
+    Tie rule (the published rule read strictly): "rank first and second" is established only when
+    both D_IA and D_JM are strictly smaller than the D of each other type. A type that ties IA or
+    JM for first or second rank leaves the ranking undetermined, so the index is NaN (list order
+    never breaks a tie). IA and JM tied with each other still rank first and second together.
+    Ties are exact: the D values are rationals with denominators of at most 72, so a tolerance
+    of 1e-9 separates equal values from distinct ones. About 1.7% of uniformly random choice
+    vectors have such a tie (tests/test_scoring.py); list order used to define them.
     """
     items = [it for it in instrument.items if not it.primary and it.ideal]
     if not items:
@@ -221,15 +244,16 @@ def inequality_aversion_index(choices: np.ndarray, instrument: Instrument) -> np
         ideal = np.array([np.nan if it.ideal.get(t) is None else it.ideal[t] - 1 for it in items])
         mask = ~np.isnan(ideal)
         dist[t] = np.mean(np.abs(c[..., mask] - ideal[mask]), axis=-1) / span
-    d = np.stack([dist[t] for t in SECONDARY_TYPES], axis=-1)
-    order = np.argsort(d, axis=-1, kind="stable")
-    ia, jm = SECONDARY_TYPES.index("inequality_aversion"), SECONDARY_TYPES.index("joint_gain")
-    top2 = np.sort(order[..., :2], axis=-1)
-    ok = (top2[..., 0] == min(ia, jm)) & (top2[..., 1] == max(ia, jm))
+    pair = np.maximum(dist["inequality_aversion"], dist["joint_gain"])
+    others = np.minimum.reduce(
+        [dist[t] for t in SECONDARY_TYPES if t not in ("inequality_aversion", "joint_gain")]
+    )
+    with np.errstate(invalid="ignore"):
+        ok = pair < others - 1e-9
     denom = dist["inequality_aversion"] + dist["joint_gain"]
     with np.errstate(invalid="ignore", divide="ignore"):
         idx = dist["inequality_aversion"] / denom
-    return np.where(ok & ~np.isnan(d).any(axis=-1), idx, np.nan)
+    return np.where(ok, idx, np.nan)
 
 
 def triple_dominance_type(choices: np.ndarray, instrument: Instrument) -> np.ndarray:

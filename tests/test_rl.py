@@ -172,7 +172,7 @@ def test_train_cli_rejects_bad_flags(capsys):
     from runs.train import main
 
     assert main(["dilemma", "--game", "nope"]) == 2
-    assert "--game 'nope' unknown" in capsys.readouterr().err
+    assert "--game 'nope': unknown dilemma scenario 'nope'" in capsys.readouterr().err
     assert main(["dilemma", "--game", "ultimatum"]) == 2
     assert main(["slider", "--algo", "dqn", "--network", "option"]) == 2
     assert main(["slider", "--steps", "0"]) == 2

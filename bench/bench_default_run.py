@@ -1,0 +1,103 @@
+"""The default run (`python -m runs.evaluate`, the embedded model) timed back to back against another
+revision of this repository: wall time and peak memory of each, and the ratio.
+
+    python bench/bench_default_run.py                  # this checkout vs the revision before the one-runner change
+    python bench/bench_default_run.py --baseline REV --repeats 2
+
+The baseline revision is checked out into a temporary git worktree and run with its own code, in
+the same Python environment, alternating with this checkout (A B A B...), each with a cold
+response cache and its own results folder. Peak memory is the child's maximum resident set size
+(getrusage). Run it on an idle machine: the ratio is only meaningful when nothing else competes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The last commit before the one-runner change (issue 11): the default run it replaced.
+BEFORE = "57ce080"
+
+
+def _run_once(code_dir: Path, work: Path, label: str) -> tuple[float, float]:
+    """Wall seconds and peak RSS (GB) of one default run with the code in code_dir."""
+    results, cache = work / f"results-{label}", work / f"cache-{label}"
+    env = {**os.environ, "PYTHONPATH": str(code_dir), "SVO_CACHE_DIR": str(cache)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    r = subprocess.run(
+        [sys.executable, "-m", "runs.evaluate", "--results-dir", str(results), "--name", "default", "--no-progress"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"{label}: exit {r.returncode}\n{r.stderr[-3000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of children is the largest child so far: report this run's only if it set a new peak
+    return wall, max(peak, before) / 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--baseline", default=BEFORE, help=f"git revision to compare with [{BEFORE}]")
+    p.add_argument("--repeats", type=int, default=1, help="runs of each, alternating [1]")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="svo-bench-") as tmp:
+        tmp_path = Path(tmp)
+        base = tmp_path / "baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", str(base), args.baseline], cwd=ROOT, check=True,
+                       capture_output=True)  # fmt: skip
+        try:
+            times: dict[str, list[float]] = {"baseline": [], "current": []}
+            peaks: dict[str, list[float]] = {"baseline": [], "current": []}
+            for k in range(args.repeats):
+                for label, code in (("baseline", base), ("current", ROOT)):
+                    # each run in a fresh process tree: measure its own peak with /usr/bin/time when present
+                    wall, peak = _timed(code, tmp_path, f"{label}{k}")
+                    times[label].append(wall)
+                    peaks[label].append(peak)
+                    print(f"{label:9s} run {k + 1}: {wall:7.1f} s wall, peak {peak:.2f} GB", flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, capture_output=True)
+    b, c = statistics.median(times["baseline"]), statistics.median(times["current"])
+    print(f"\nbaseline {args.baseline}: {b:.1f} s, peak {max(peaks['baseline']):.2f} GB")
+    print(f"current:  {c:.1f} s, peak {max(peaks['current']):.2f} GB")
+    print(f"wall time ratio current/baseline: {c / b:.3f} (target <= 1.10); peak under 2 GB: {max(peaks['current']) < 2.0}")
+    return 0
+
+
+def _timed(code_dir: Path, work: Path, label: str) -> tuple[float, float]:
+    """One run under /usr/bin/time -v (peak RSS of that process tree), else getrusage."""
+    if not Path("/usr/bin/time").exists():
+        return _run_once(code_dir, work, label)
+    results, cache = work / f"results-{label}", work / f"cache-{label}"
+    env = {**os.environ, "PYTHONPATH": str(code_dir), "SVO_CACHE_DIR": str(cache)}
+    t0 = time.perf_counter()
+    r = subprocess.run(
+        ["/usr/bin/time", "-v", sys.executable, "-m", "runs.evaluate", "--results-dir", str(results),
+         "--name", "default", "--no-progress"],  # fmt: skip
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"{label}: exit {r.returncode}\n{r.stderr[-3000:]}")
+    kb = next(int(line.split(":")[1]) for line in r.stderr.splitlines() if "Maximum resident set size" in line)
+    return wall, kb / 1e6
+
+
+if __name__ == "__main__":
+    sys.exit(main())
