@@ -352,12 +352,20 @@ def _cell_angles(run: RunData) -> dict[tuple, list[float]]:
     return out
 
 
+def _difference(a: Sequence[float], b: Sequence[float], level: float) -> dict[str, Any]:
+    """B - A of two runs' means with Welch's interval: the runs are independent samples (their
+    trials are not paired, so no trial is matched with another run's)."""
+    from scoring.stats import paired_difference
+
+    return paired_difference(
+        {("A", i): x for i, x in enumerate(a)}, {("B", i): x for i, x in enumerate(b)}, level
+    )
+
+
 def _compare_cells(a: RunData, b: RunData) -> list[dict[str, Any]]:
     from runs.summary import CELL_KEYS
-    from scoring.stats import goal_effect, position_bias, stable_seed
 
-    cfg = b.manifest.get("config", {})
-    n_boot, level = int(cfg.get("n_boot", 2000)), float(cfg.get("ci_level", 0.95))
+    level = float(b.manifest.get("config", {}).get("ci_level", 0.95))
     conv = b.summary.get("convention", "interval")
     cells_a = {tuple(c.get(k) for k in CELL_KEYS): c for c in a.summary.get("cells", [])}
     cells_b = {tuple(c.get(k) for k in CELL_KEYS): c for c in b.summary.get("cells", [])}
@@ -373,30 +381,18 @@ def _compare_cells(a: RunData, b: RunData) -> list[dict[str, Any]]:
             row[f"{side}_angle_ci"] = c.get("angle_ci") if c else None
             row[f"{side}_category"] = c.get("category_of_mean") if c else None
             row[f"{side}_rationality_{conv}"] = c.get(f"rationality_{conv}") if c else None
-        if ca and cb:
-            seed = stable_seed(0, "compare", *key)
-            xa, xb = ang_a.get(key, []), ang_b.get(key, [])
-            if row["value"] is not None:
-                eff = goal_effect(xb, xa, row["value"], conv, n_boot=n_boot, level=level, seed=seed)
-                if eff is not None:
-                    row["angle_diff"], row["angle_diff_ci"] = eff["angle_diff"], eff["angle_diff_ci"]
-                    row[f"rationality_{conv}_diff"] = eff["rationality_diff"]
-                    row[f"rationality_{conv}_diff_ci"] = eff["rationality_diff_ci"]
-            else:
-                pb = position_bias({"A": xa, "B": xb}, n_boot=n_boot, level=level, seed=seed)
-                if pb is not None:
-                    row["angle_diff"], row["angle_diff_ci"] = pb["pairs"][0]["diff"], pb["pairs"][0]["ci"]
+        if ca and cb and ang_a.get(key) and ang_b.get(key):
+            d = _difference(ang_a[key], ang_b[key], level)
+            row["angle_diff"], row["angle_diff_ci"] = d["diff"], d["ci"]
+            row["angle_diff_method"], row["angle_diff_reason"] = d["method"], d.get("reason")
         rows.append(row)
     return rows
 
 
 def _compare_seats(a: RunData, b: RunData) -> list[dict[str, Any]]:
     """Scenario seat cells of both runs: cooperation and payoff side by side, with the difference
-    of mean cooperation and a bootstrap interval over the decisions (groups resampled apart)."""
-    import numpy as np
-
+    of mean cooperation over the decisions and its Welch interval."""
     from runs.summary import SEAT_KEYS
-    from scoring.stats import position_bias, stable_seed
 
     def seats(run: RunData) -> dict[tuple, dict[str, Any]]:
         dil = run.summary.get("dilemma") or {}
@@ -426,6 +422,7 @@ def _compare_seats(a: RunData, b: RunData) -> list[dict[str, Any]]:
     sa, sb = seats(a), seats(b)
     if not sa and not sb:
         return []
+    level = float(b.manifest.get("config", {}).get("ci_level", 0.95))
     xa, xb = coop(a), coop(b)
     rows = []
     for key in list(sa) + [k for k in sb if k not in sa]:
@@ -437,19 +434,10 @@ def _compare_seats(a: RunData, b: RunData) -> list[dict[str, Any]]:
             row[f"{side}_n"] = c["cooperation"]["n"] if c else None
             row[f"{side}_mean_payoff"] = c.get("mean_payoff") if c else None
             row[f"{side}_fit_angle"] = (c.get("fit") or {}).get("angle") if c else None
-        if ca and cb:
-            pb = position_bias(
-                {"A": xa.get(key, []), "B": xb.get(key, [])}, seed=stable_seed(0, "compare-seat", *key)
-            )
-            if pb is not None:
-                row["cooperation_diff"], row["cooperation_diff_ci"] = (
-                    pb["pairs"][0]["diff"],
-                    pb["pairs"][0]["ci"],
-                )
-            elif ca["cooperation"]["mean"] is not None and cb["cooperation"]["mean"] is not None:
-                row["cooperation_diff"] = round(
-                    float(np.subtract(cb["cooperation"]["mean"], ca["cooperation"]["mean"])), 6
-                )
+        if ca and cb and xa.get(key) and xb.get(key):
+            d = _difference(xa[key], xb[key], level)
+            row["cooperation_diff"], row["cooperation_diff_ci"] = d["diff"], d["ci"]
+            row["cooperation_diff_reason"] = d.get("reason")
         rows.append(row)
     return rows
 
