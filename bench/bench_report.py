@@ -11,8 +11,9 @@ run is the default preset's grid (4 values x goal on/off x 1 trial x fixed and r
 number of decisions (6 per episode).
 
 Measured in Chromium (Debian's package, through Playwright): the time from navigation start until
-the page has rendered its summary (body[data-ready]), the time to open the first episode (which
-decodes the lazily parsed decisions block) and to search all replies. Each page load is repeated
+the page has rendered its summary (body[data-ready]), to draw the plots tab (one dot per episode),
+to open the first episode (which decodes the lazily parsed decisions block) and to search all
+replies. Each page load is repeated
 (--repeats) and the median is printed. The numbers depend on the machine and its load: run it on an
 idle machine for figures to quote.
 """
@@ -54,10 +55,11 @@ def chromium() -> str:
 
 
 def measure(path: Path, repeats: int) -> dict[str, float]:
-    """Median seconds: page ready, first episode open, a search over every reply."""
+    """Median seconds: page ready, the plots tab drawn (a dot per episode), the first episode open,
+    a search over every reply."""
     from playwright.sync_api import sync_playwright
 
-    ready, episode, search = [], [], []
+    ready, plots, episode, search = [], [], [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
         for _ in range(repeats):
@@ -67,6 +69,10 @@ def measure(path: Path, repeats: int) -> dict[str, float]:
             page.goto(path.resolve().as_uri())
             page.wait_for_selector("body[data-ready='1']", timeout=120_000)
             ready.append(page.evaluate("window.__readyAt") / 1000)
+            t0 = time.perf_counter()
+            page.click("nav.tabs button[data-tab=plots]")
+            page.wait_for_selector(".ep-dot")
+            plots.append(time.perf_counter() - t0)
             page.click("nav.tabs button[data-tab=episodes]")
             t0 = time.perf_counter()
             page.locator("#t-episodes tbody tr").first.click()
@@ -83,7 +89,8 @@ def measure(path: Path, repeats: int) -> dict[str, float]:
                 raise SystemExit(f"{path}: page errors: {errors}")
             page.context.close()
         browser.close()
-    return {k: statistics.median(v) for k, v in (("ready", ready), ("episode", episode), ("search", search))}
+    runs = (("ready", ready), ("plots", plots), ("episode", episode), ("search", search))
+    return {k: statistics.median(v) for k, v in runs}
 
 
 def main() -> None:
@@ -106,11 +113,13 @@ def main() -> None:
     print(
         f"load: {os.getloadavg()[0]:.1f} (1-minute load average, {os.cpu_count()} CPUs); medians of {args.repeats} loads"
     )
-    print("| run | episodes | decisions | report.html | page ready | open an episode | search all replies |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| run | episodes | decisions | report.html | page ready | plots tab | open an episode | search all replies |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for name, n_ep, n_dec, size, t in rows:
-        print(f"| {name} | {n_ep:,} | {n_dec:,} | {size / 1e6:.2f} MB | {t['ready']:.2f} s | {t['episode']:.2f} s "
-              f"| {t['search']:.2f} s |")  # fmt: skip
+        print(f"| {name} | {n_ep:,} | {n_dec:,} | {size / 1e6:.2f} MB | {t['ready']:.2f} s | {t['plots']:.2f} s "
+              f"| {t['episode']:.2f} s | {t['search']:.2f} s |")  # fmt: skip
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -302,6 +302,17 @@ def test_compare_two_runs_cell_by_cell(runs, new_page, tmp_path):
     assert p.errors == []
 
 
+def test_compare_scenario_runs_seat_by_seat(runs, tmp_path):
+    out = tmp_path / "same.html"
+    assert report_main([str(runs["scenario"]), str(runs["scenario"]), "--html", "--out", str(out)]) == 0
+    meta = _decode_blocks(out.read_text())["meta"]
+    cells = _summary(runs["scenario"])["dilemma"]["cells"]
+    assert len(meta["seats"]) == len(cells) and meta["cells"] == []
+    for row in meta["seats"]:
+        assert row["in"] == "both" and row["A_cooperation"] == row["B_cooperation"]
+        assert row["cooperation_diff"] == 0.0
+
+
 @pytest.mark.parametrize("kind", ["missing", "not-a-run", "file"])
 def test_bad_run_directory_exit_2_and_nothing_written(tmp_path, capsys, kind, runs):
     target = tmp_path / "target"
