@@ -38,6 +38,7 @@ __all__ = [
     "read_run",
     "render_html",
     "report_payload",
+    "svo_reference",
     "write_compare",
     "write_html",
 ]

@@ -51,7 +51,16 @@ from urllib.parse import urlsplit
 from runs.config import ConfigError, RunConfig, validate
 from runs.store import RunStore, StoreError, code_version, environment
 
-__all__ = ["Condition", "PlayServer", "PlayError", "build_parser", "is_loopback", "main"]
+__all__ = [
+    "Condition",
+    "PlayError",
+    "PlayServer",
+    "build_parser",
+    "conditions",
+    "is_loopback",
+    "main",
+    "serve",
+]
 
 JOURNAL_DIR = ".play"
 MAX_BODY = 64 * 1024
@@ -497,7 +506,7 @@ def _build_agent(spec: str, config: RunConfig, run_dir: Path, writer: StoreWrite
 # -- HTTP --------------------------------------------------------------------------------------------------
 
 
-def _page() -> str:
+def _template() -> str:
     return resources.files("runs").joinpath("templates/play.html").read_text(encoding="utf-8")
 
 
@@ -550,7 +559,7 @@ class Handler(BaseHTTPRequestHandler):
             "seat": self.play.seat,
             "run": self.play.config.name or self.play.run_dir.name,
         }
-        html = _page().replace("/*BOOT*/null", json.dumps(boot).replace("<", "\\u003c"))
+        html = _template().replace("/*BOOT*/null", json.dumps(boot).replace("<", "\\u003c"))
         self._send(200, html.encode("utf-8"), "text/html; charset=utf-8")
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
