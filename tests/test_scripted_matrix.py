@@ -16,7 +16,14 @@ from runs.episodes import build_game, records
 from runs.plan import plan
 from runs.rollout import play
 
-GAMES = ("prisoners_dilemma", "prisoners_dilemma_repeated", "public_goods", "ultimatum", "trust", "population_ring_pd")
+GAMES = (
+    "prisoners_dilemma",
+    "prisoners_dilemma_repeated",
+    "public_goods",
+    "ultimatum",
+    "trust",
+    "population_ring_pd",
+)
 ORDERS = ("fixed", "reversed", "permuted")
 
 
@@ -58,7 +65,10 @@ def test_tit_for_tat_cooperates_first_then_mirrors(scenario: str, order: str) ->
     assert {_coop(d) for d in _decisions(scenario, "scripted:tit_for_tat", order)} == {1.0}
     # against defectors it defects from the second round on
     config = RunConfig(
-        scenario=scenario, agents=["player_0=scripted:tit_for_tat", "*=scripted:defect"], orders=[order], goal="off"
+        scenario=scenario,
+        agents=["player_0=scripted:tit_for_tat", "*=scripted:defect"],
+        orders=[order],
+        goal="off",
     )
     agents = {s: build_agent(s) for s in ("scripted:tit_for_tat", "scripted:defect")}
     (ep,) = plan(config)
@@ -70,13 +80,19 @@ def test_tit_for_tat_cooperates_first_then_mirrors(scenario: str, order: str) ->
 @pytest.mark.parametrize("order", ORDERS)
 def test_tit_for_tat_answers_the_previous_stage_in_sequential_games(order: str) -> None:
     config = RunConfig(
-        scenario="ultimatum", agents=["proposer=scripted:defect", "responder=scripted:tit_for_tat"], orders=[order], goal="off"
+        scenario="ultimatum",
+        agents=["proposer=scripted:defect", "responder=scripted:tit_for_tat"],
+        orders=[order],
+        goal="off",
     )
     agents = {s: build_agent(s) for s in ("scripted:defect", "scripted:tit_for_tat")}
     (ep,) = plan(config)
     game, seats = build_game(ep, config, agents)
     ds = records(ep, play([game])[0], seats)[1]
-    assert [(d["player"], d["option"]) for d in ds] == [("proposer", 0), ("responder", 0)]  # offer 0 -> reject
+    assert [(d["player"], d["option"]) for d in ds] == [
+        ("proposer", 0),
+        ("responder", 0),
+    ]  # offer 0 -> reject
 
 
 @pytest.mark.parametrize("order", ORDERS)
