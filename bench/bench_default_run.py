@@ -34,7 +34,16 @@ def _run_once(code_dir: Path, work: Path, label: str) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
     r = subprocess.run(
-        [sys.executable, "-m", "runs.evaluate", "--results-dir", str(results), "--name", "default", "--no-progress"],
+        [
+            sys.executable,
+            "-m",
+            "runs.evaluate",
+            "--results-dir",
+            str(results),
+            "--name",
+            "default",
+            "--no-progress",
+        ],
         cwd=work,
         env=env,
         capture_output=True,
@@ -73,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     b, c = statistics.median(times["baseline"]), statistics.median(times["current"])
     print(f"\nbaseline {args.baseline}: {b:.1f} s, peak {max(peaks['baseline']):.2f} GB")
     print(f"current:  {c:.1f} s, peak {max(peaks['current']):.2f} GB")
-    print(f"wall time ratio current/baseline: {c / b:.3f} (target <= 1.10); peak under 2 GB: {max(peaks['current']) < 2.0}")
+    print(
+        f"wall time ratio current/baseline: {c / b:.3f} (target <= 1.10); peak under 2 GB: {max(peaks['current']) < 2.0}"
+    )
     return 0
 
 
@@ -85,8 +96,18 @@ def _timed(code_dir: Path, work: Path, label: str) -> tuple[float, float]:
     env = {**os.environ, "PYTHONPATH": str(code_dir), "SVO_CACHE_DIR": str(cache)}
     t0 = time.perf_counter()
     r = subprocess.run(
-        ["/usr/bin/time", "-v", sys.executable, "-m", "runs.evaluate", "--results-dir", str(results),
-         "--name", "default", "--no-progress"],  # fmt: skip
+        [
+            "/usr/bin/time",
+            "-v",
+            sys.executable,
+            "-m",
+            "runs.evaluate",
+            "--results-dir",
+            str(results),
+            "--name",
+            "default",
+            "--no-progress",
+        ],  # fmt: skip
         cwd=work,
         env=env,
         capture_output=True,
@@ -95,7 +116,9 @@ def _timed(code_dir: Path, work: Path, label: str) -> tuple[float, float]:
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise SystemExit(f"{label}: exit {r.returncode}\n{r.stderr[-3000:]}")
-    kb = next(int(line.split(":")[1]) for line in r.stderr.splitlines() if "Maximum resident set size" in line)
+    kb = next(
+        int(line.split(":")[1]) for line in r.stderr.splitlines() if "Maximum resident set size" in line
+    )
     return wall, kb / 1e6
 
 

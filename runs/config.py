@@ -149,7 +149,6 @@ class RunConfig(_Strict):
         ge=1,
         description="torch CPU threads for local models (None: torch's default); 1 on a shared CPU",
     )
-    n_boot: int = Field(2000, ge=100, le=1_000_000, description="bootstrap resamples for intervals")
     ci_level: float = Field(0.95, gt=0.0, lt=1.0, description="interval level")
     convention: Literal["interval", "ideal"] = Field(
         "interval", description="value-rationality target used for the radar figure and goal effect"

@@ -144,13 +144,20 @@ def angle_plot(summary: dict[str, Any], episodes: Sequence[dict[str, Any]], path
         labels = []
         for y, c in enumerate(mine):
             colour, _ = _GOAL_STYLE[c["goal"]]
+            null = c.get("null") or {}
+            uni, first = null.get("uniform") or {}, null.get("letter A") or {}
+            if uni.get("band"):  # where a random answerer's mean of n would land (95%)
+                lo, hi = uni["band"]
+                ax.fill_betweenx([y - 0.32, y + 0.32], lo, hi, color="0.55", alpha=0.25, lw=0, zorder=1)
+            if first.get("mean") is not None:
+                ax.scatter([first["mean"]], [y], marker="|", s=160, color="0.25", zorder=2)
             pts = angles.get((agent, c["value"], c["goal"], c["order"]), [])
             if pts:
                 ax.scatter(
                     pts, y + rng.uniform(-0.15, 0.15, len(pts)), s=10, color=colour, alpha=0.5, zorder=2
                 )
             if c["angle_mean"] is not None:
-                ci = c["angle_ci"] or [c["angle_mean"], c["angle_mean"]]
+                ci = c["angle_ci"] or [c["angle_mean"], c["angle_mean"]]  # no interval: a point, labelled so
                 ax.errorbar(
                     c["angle_mean"],
                     y,
@@ -170,7 +177,10 @@ def angle_plot(summary: dict[str, Any], episodes: Sequence[dict[str, Any]], path
         ax.set_ylim(len(mine) - 0.1, -0.7)
         ax.set_xlim(lo_x, hi_x)
         ax.set_title(agent, fontsize=10)
-        ax.set_xlabel("SVO angle (degrees); dots: episodes, diamond: mean [95% CI], x: target ideal type")
+        ax.set_xlabel(
+            "SVO angle (degrees); dots: episodes, diamond: mean [95% CI], x: target ideal type;\n"
+            "grey band: where random answering lands (95%), |: always the first letter"
+        )
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

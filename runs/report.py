@@ -74,6 +74,19 @@ CSV_COLUMNS = (
     "expected_angle_mean",
     "n_expected_angle",
     "answer_methods",
+    "angle_ci_method",
+    "angle_ci_reason",
+    "null_uniform_mean",
+    "null_uniform_lo",
+    "null_uniform_hi",
+    "null_letter_a_mean",
+    "random_test_p",
+    "random_distinguishable",
+    "letter_verdict",
+    "letter_effect_p",
+    "option_effect_p",
+    "debiased_angle_argmax_mean",
+    "debiased_angle_expected_mean",
 )
 
 
@@ -86,6 +99,21 @@ def _flat(cell: dict[str, Any]) -> dict[str, Any]:
     for k in ("hit", "invalid", "transitive"):
         r = cell.get(k) or {}
         row[f"{k}_k"], row[f"{k}_n"], row[f"{k}_rate"] = r.get("k"), r.get("n"), r.get("rate")
+    uni = (cell.get("null") or {}).get("uniform") or {}
+    band = uni.get("band") or [None, None]
+    row["null_uniform_mean"], row["null_uniform_lo"], row["null_uniform_hi"] = (
+        uni.get("mean"),
+        band[0],
+        band[1],
+    )
+    row["null_letter_a_mean"] = ((cell.get("null") or {}).get("letter A") or {}).get("mean")
+    rt, lt = cell.get("random_test") or {}, cell.get("letter_test") or {}
+    row["random_test_p"], row["random_distinguishable"] = rt.get("p_value"), rt.get("distinguishable")
+    row["letter_verdict"] = lt.get("verdict")
+    row["letter_effect_p"], row["option_effect_p"] = lt.get("p_letter_effect"), lt.get("p_option_effect")
+    d = cell.get("debiased") or {}
+    row["debiased_angle_argmax_mean"] = d.get("angle_argmax_mean")
+    row["debiased_angle_expected_mean"] = d.get("angle_expected_mean")
     return row
 
 
@@ -99,6 +127,48 @@ def _fmt(x: Any, nd: int = 1) -> str:
 
 def _ci(ci: list | None, nd: int = 1) -> str:
     return "" if not ci else f" [{ci[0]:.{nd}f}, {ci[1]:.{nd}f}]"
+
+
+def _angle(c: dict[str, Any]) -> str:
+    """The mean angle with its interval, or why there is none ("no variation in n=K")."""
+    if c.get("angle_mean") is None:
+        return "-"
+    if c.get("angle_ci"):
+        return _fmt(c["angle_mean"]) + _ci(c["angle_ci"])
+    why = c.get("angle_ci_reason")
+    return _fmt(c["angle_mean"]) + (f" ({why})" if why else "")
+
+
+def _null_text(c: dict[str, Any]) -> str:
+    """Where a uniform random answerer and an always-'A' answerer land for this cell (mean of n)."""
+    null = c.get("null") or {}
+    uni, first = null.get("uniform"), null.get("letter A")
+    parts = []
+    if uni and uni.get("band"):
+        parts.append(f"random {_fmt(uni['mean'])} [{uni['band'][0]:.1f}, {uni['band'][1]:.1f}]")
+    if first and first.get("mean") is not None:
+        parts.append(f"always A {_fmt(first['mean'])}")
+    return "; ".join(parts) or "-"
+
+
+def _p(x: Any) -> str:
+    return "-" if x is None else (f"{x:.3f}" if x >= 0.001 else "<0.001")
+
+
+def _random_text(c: dict[str, Any]) -> str:
+    t = c.get("random_test") or {}
+    if t.get("p_value") is None:
+        return t.get("reason") or "-"
+    return f"{'yes' if t['distinguishable'] else 'no'} (p {_p(t['p_value'])})"
+
+
+def _letter_text(t: dict[str, Any] | None) -> str:
+    if not t:
+        return "-"
+    v = t.get("verdict") or "-"
+    if t.get("p_letter_effect") is None:
+        return v
+    return f"{v} (letter p {_p(t['p_letter_effect'])}, option p {_p(t.get('p_option_effect'))})"
 
 
 def _kn(r: dict | None) -> str:
@@ -136,6 +206,8 @@ def cell_table_rows(summary: dict[str, Any], compact: bool = False) -> tuple[lis
             "hit",
             "rationality 0-60",
             "invalid",
+            "random answering band",
+            "letters?",
         ]
         rows = [
             [
@@ -145,11 +217,13 @@ def cell_table_rows(summary: dict[str, Any], compact: bool = False) -> tuple[lis
                 "on" if c["goal"] else "off",
                 c["order"],
                 f"{c['n_episodes']} ({c['n_distinct']})",
-                _fmt(c["angle_mean"]) + _ci(c["angle_ci"]),
+                _angle(c),
                 c["category_of_mean"],
                 _kn(c.get("hit")),
                 _fmt(c.get(f"rationality_{summary['convention']}")),
                 _kn(c["invalid"]),
+                _null_text(c).split(";")[0].removeprefix("random "),
+                (c.get("letter_test") or {}).get("verdict") or "-",
             ]
             for c in cells
         ]
@@ -170,8 +244,12 @@ def cell_table_rows(summary: dict[str, Any], compact: bool = False) -> tuple[lis
         "invalid k/n",
         "transitive k/n",
         "length",
+        "null responders here (mean [95% band])",
+        "distinguishable from random answering",
+        "letter or option (across orders)",
     ]
     head += ["expected angle"] if expected else []
+    head += ["debiased angle (letter prior)"] if any(c.get("debiased") for c in cells) else []
     head += ["answers: method k/n"] if llm else []
     rows = []
     for c in cells:
@@ -183,7 +261,7 @@ def cell_table_rows(summary: dict[str, Any], compact: bool = False) -> tuple[lis
             "on" if c["goal"] else "off",
             c["order"],
             f"{c['n_episodes']} ({c['n_distinct']})",
-            _fmt(c["angle_mean"]) + _ci(c["angle_ci"]),
+            _angle(c),
             c["category_of_mean"],
             _kn(c.get("hit")),
             _fmt(c.get("rationality_interval")) + _ci(c.get("rationality_interval_ci")),
@@ -191,8 +269,17 @@ def cell_table_rows(summary: dict[str, Any], compact: bool = False) -> tuple[lis
             _kn(c["invalid"]),
             _kn(c.get("transitive")),
             _fmt(c["vector_length_mean"]),
+            _null_text(c),
+            _random_text(c),
+            _letter_text(c.get("letter_test")),
         ]
         row += [_fmt(c.get("expected_angle_mean"))] if expected else []
+        if any(x.get("debiased") for x in cells):
+            d = c.get("debiased") or {}
+            row.append(
+                _fmt(d.get("angle_argmax_mean"))
+                + (f" (expected {_fmt(d.get('angle_expected_mean'))})" if d else "")
+            )
         row += [_methods(c)] if llm else []
         rows.append(row)
     return head, rows
@@ -220,9 +307,15 @@ def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
         f"code {manifest.get('code', {}).get('commit')}{' (dirty)' if manifest.get('code', {}).get('dirty') else ''}.",
     ]
     if summary["cells"]:
+        out += ["", "## What the null models say", ""] + _headlines(summary)
         out += [
             "",
-            "Angle: mean SVO angle over trials (degrees) with a 95% interval. "
+            "Angle: mean SVO angle over trials (degrees) with a Student-t 95% interval (none, with the "
+            "reason, when the trials do not vary). Null responders: where a uniform random answerer and an "
+            "always-'A' answerer land under the cell's option order (exact, for the mean of the cell's n). "
+            "Distinguishable from random answering: a randomisation test of the cell's choices. Letter or "
+            "option: whether the choices across the option orders of the same agent, value and goal follow the "
+            "letter shown or the option (docs/validity.md). "
             "Rationality: the study's 0-60 scale, max(0, 60 - distance) of the mean angle to the target value's "
             "category interval (`interval`, default) or ideal-type angle (`ideal`). n (distinct): episodes "
             "(distinct observations; deterministic agents count each distinct observation once). "
@@ -272,11 +365,11 @@ def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
             *pf_head,
             "value",
             "order",
-            "n on/off",
+            "n on/off (pairs)",
             "rationality on",
             "off",
             "diff [95% CI]",
-            "angle diff [95% CI]",
+            "angle diff [95% CI] (method)",
         ]
         rows = [
             [
@@ -285,11 +378,14 @@ def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
                 *_pf(e, show),
                 e["value"],
                 e["order"],
-                f"{e['n_on']}/{e['n_off']}",
+                f"{e['n_on']}/{e['n_off']} ({e.get('n_pairs')})",
                 _fmt(e["rationality_on"]),
                 _fmt(e["rationality_off"]),
-                _fmt(e["rationality_diff"]) + _ci(e["rationality_diff_ci"]),
-                _fmt(e["angle_diff"]) + _ci(e["angle_diff_ci"]),
+                _fmt(e["rationality_diff"])
+                + (_ci(e["rationality_diff_ci"]) or f" ({e.get('rationality_diff_reason') or '-'})"),
+                _fmt(e["angle_diff"])
+                + (_ci(e["angle_diff_ci"]) or f" ({e.get('angle_diff_reason') or '-'})")
+                + f" ({e.get('angle_diff_method') or '-'})",
             ]
             for e in summary["goal_effect"]
         ]
@@ -302,14 +398,22 @@ def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
             *pf_head,
             "value",
             "goal",
-            "index",
+            "index [95% CI]",
+            "no-order-effect test: p (noise floor)",
             "mean angle by order",
-            "differences [95% CI]",
+            "paired differences [95% CI]",
+            "letter or option",
         ]
         rows = []
         for b in summary["position_bias"]:
             means = ", ".join(f"{k} {_fmt(v)} (n={b['n'][k]})" for k, v in b["means"].items())
-            pairs = "; ".join(f"{p['to']}-{p['from']} {_fmt(p['diff'])}{_ci(p['ci'])}" for p in b["pairs"])
+            pairs = "; ".join(
+                f"{p['to']}-{p['from']} {_fmt(p['diff'])}{_ci(p['ci']) or ' (' + str(p.get('reason')) + ')'}"
+                for p in b["pairs"]
+            )
+            t = b.get("test") or {}
+            test = f"{_p(t.get('p_value'))} ({_fmt(t.get('noise_floor'))})" if t else "- (unpaired)"
+            index = _fmt(b["index"]) + (_ci(b.get("index_ci")) or f" ({b.get('index_ci_reason') or '-'})")
             rows.append(
                 [
                     b["agent"],
@@ -317,9 +421,11 @@ def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
                     *_pf(b, show),
                     b["value"],
                     "on" if b["goal"] else "off",
-                    _fmt(b["index"]),
+                    index,
+                    test,
                     means,
                     pairs,
+                    _letter_text(b.get("letter_test")),
                 ]
             )
         out.append(_md_table(head, rows))
@@ -332,6 +438,35 @@ def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
             "the tables use the fresh scores.",
         ]
     return "\n".join(out) + "\n"
+
+
+def _headlines(summary: dict[str, Any]) -> list[str]:
+    """Per agent, one line: how many cells are distinguishable from random answering, and what the
+    letter-or-option test found across option orders. Read these before the angles."""
+    lines = []
+    for agent in dict.fromkeys(c["agent"] for c in summary["cells"]):
+        cs = [c for c in summary["cells"] if c["agent"] == agent]
+        tested = [c for c in cs if (c.get("random_test") or {}).get("distinguishable") is not None]
+        k = sum(bool(c["random_test"]["distinguishable"]) for c in tested)
+        groups = {
+            json.dumps([c["value"], c["goal"], c["prompt_set"], c["framing"], c["instrument"]]): c.get(
+                "letter_test"
+            )
+            for c in cs
+        }
+        verdicts = [t.get("verdict") for t in groups.values() if t]
+        counts = {v: verdicts.count(v) for v in dict.fromkeys(verdicts)}
+        letter = ", ".join(f"{v} in {n} of {len(verdicts)}" for v, n in counts.items()) or "not tested"
+        warn = (
+            " **Its choices follow the letter shown, not the option: the angles below measure letter bias.**"
+            if counts.get("letter-following")
+            else ""
+        )
+        lines.append(
+            f"- `{agent}`: distinguishable from random answering in {k} of {len(tested)} cells; letter or option "
+            f"(value x goal groups, across option orders): {letter}.{warn}"
+        )
+    return lines
 
 
 def dilemma_table_rows(dil: dict[str, Any]) -> tuple[list[str], list[list[str]]]:

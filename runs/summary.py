@@ -3,9 +3,19 @@ that runs/report.py writes and runs/plots.py draws (no files, no model).
 
 Instrument episodes are re-scored from their canonical choices (scoring.score_episode), grouped into
 cells (agent, instrument, prompt set, framing, value, goal, option order) and summarised with
-scoring.stats. Scenario episodes are summarised per seat cell (scenario, group, agent, value, goal,
-action order, prompt set, framing): cooperation, payoffs, invalid answers, the SVO angle fitted to
-the choices (scoring.fit) and the position-bias index across action orders.
+scoring.stats: Student-t intervals (never a zero-width "95%"), paired goal effects and position
+bias with a within-trial relabelling test (scoring/stats.py). Every cell carries where null
+responders land under its order condition (uniform random answering and always-the-k-th-letter,
+exact: scoring/null.py) and two tests: are its choices distinguishable from random answering, and
+are they explained better by the letter shown than by the option (across the order conditions of
+the same agent, value and goal). In logprob mode each agent's prior over option letters is
+estimated from permuted orders (PriDe, scoring/letter_prior.py) and a debiased angle is reported
+beside the raw one, never in its place.
+
+Scenario episodes are summarised per seat cell (scenario, group, agent, value, goal, action order,
+prompt set, framing): cooperation, payoffs, invalid answers, the SVO angle fitted to the choices
+(scoring.fit: tested against random choice, consistent sets under separation), the players'
+fitted angles on the circle, and the position bias across action orders.
 """
 
 from __future__ import annotations
@@ -20,7 +30,15 @@ import numpy as np
 from scenarios import load_instrument
 from scoring import svo
 from scoring.episode import score_episode
-from scoring.stats import cell_summary, distinct_indices, goal_effect, position_bias, stable_seed
+from scoring.stats import (
+    cell_summary,
+    circular_summary,
+    distinct_indices,
+    goal_effect,
+    paired_difference,
+    position_bias,
+    stable_seed,
+)
 
 __all__ = ["CELL_KEYS", "decision_evidence", "rescore", "summarise", "summarise_run", "summarise_scenarios"]
 
@@ -57,19 +75,21 @@ def decision_evidence(decisions: Iterable[dict[str, Any]]) -> dict[str, dict[str
     expected allocations (None unless every item has one)."""
     out: dict[str, dict[str, Any]] = {}
     for d in decisions:
-        e = out.setdefault(d["episode"], {"methods": defaultdict(int), "alloc": [], "n": 0})
+        e = out.setdefault(d["episode"], {"methods": defaultdict(int), "alloc": [], "n": 0, "letters": []})
         rec = d.get("record") or {}
         e["methods"][str(rec.get("method", "unrecorded"))] += 1
         e["n"] += 1
         if rec.get("expected_allocation") is not None:
             e["alloc"].append(rec["expected_allocation"])
+        if rec.get("probabilities"):
+            e["letters"].append((d["item_id"], d["shown_order"], rec["probabilities"]))
     result = {}
     for key, e in out.items():
         angle = None
         if e["alloc"] and len(e["alloc"]) == e["n"]:
             a = np.asarray(e["alloc"], dtype=np.float64)
             angle = float(svo.svo_angle(a[:, 0], a[:, 1]))
-        result[key] = {"methods": dict(e["methods"]), "expected_angle": angle}
+        result[key] = {"methods": dict(e["methods"]), "expected_angle": angle, "letters": e["letters"]}
     return result
 
 
@@ -77,7 +97,6 @@ def _settings(manifest: dict[str, Any]) -> dict[str, Any]:
     cfg = manifest.get("config", {})
     return {
         "cfg": cfg,
-        "n_boot": int(cfg.get("n_boot", 2000)),
         "level": float(cfg.get("ci_level", 0.95)),
         "seed": int(cfg.get("seed", 0)),
         "conv": cfg.get("convention", "interval"),
@@ -114,11 +133,12 @@ def _cell(
             row["value"],
             observation_keys=obs_keys,
             dedupe=bool(st["deterministic"].get(row["agent"], False)),
-            n_boot=st["n_boot"],
             level=st["level"],
-            seed=stable_seed(st["seed"], "cell", *key),
         )
     )
+    row["null"] = _null_bands(row, members[0][0].get("items", "primary"), st["level"])
+    row["_shown"] = [d for ep, _ in members for d in _shown(ep)]
+    row["random_test"] = _random_test(row["_shown"], st, key)
     use = [members[i] for i in distinct_indices(obs_keys)] if row["deduplicated"] else members
     row["_used"] = {ep["trial"]: s["angle"] for ep, s in use if s.get("angle") is not None}
     methods: dict[str, int] = defaultdict(int)
@@ -134,21 +154,106 @@ def _cell(
     return row
 
 
+def _shown(ep: dict[str, Any]) -> list[Any]:
+    """An instrument episode's decisions as shown (item, shown order, shown position chosen)."""
+    from scoring.null import shown_decisions
+
+    inst = load_instrument(ep["instrument"])
+    if inst.scoring == "slider":
+        inst = inst.subset(ep.get("items", "primary"))
+    choices = {int(k): v for k, v in ep["choices"].items()}
+    return shown_decisions([it.id for it in inst.items], ep["shown_orders"], choices)
+
+
+def _null_bands(row: dict[str, Any], items: str, level: float) -> dict[str, Any]:
+    """Where null responders land for this cell: the mean of n_angle (at least 1) episodes of a
+    uniform random answerer and of an always-the-k-th-letter answerer, under the cell's order."""
+    from scoring.null import null_bands
+
+    n = max(int(row.get("n_angle") or 0), 1)
+    bands = null_bands(row["instrument"], row["order"], n, level, items=items)
+    keep = ("responder", "mean", "sd", "band", "categories", "types")
+    return {b["responder"]: {k: b[k] for k in keep if k in b} for b in bands}
+
+
+def _random_test(decisions: list[Any], st: dict[str, Any], key: tuple) -> dict[str, Any]:
+    from scoring.null import random_answering_test
+
+    return random_answering_test(decisions, n_sim=1999, seed=stable_seed(st["seed"], "random", *key) % 2**32)
+
+
+def _letter_test(decisions: list[Any], st: dict[str, Any], key: tuple, n_orders: int) -> dict[str, Any]:
+    from scoring.null import letter_vs_option_test
+
+    out = letter_vs_option_test(decisions, seed=stable_seed(st["seed"], "letter", *key) % 2**32)
+    out["orders"] = n_orders
+    return out
+
+
+def _key_str(row: dict[str, Any]) -> str:
+    return json.dumps([row[k] for k in CELL_KEYS])
+
+
+def _letter_prior(scored: list[tuple[dict, dict]], evidence: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per agent with letter probabilities (logprob mode): its estimated prior over option letters
+    (PriDe, scoring/letter_prior.py; refused with the reason when the orders shown cannot separate
+    letters from options) and, when identified, each cell's mean debiased angle (argmax and
+    expected allocation) beside the raw one."""
+    from scoring.letter_prior import ProbDecision, episode_angles, estimate_letter_prior
+
+    by_agent: dict[str, list[tuple[dict, list]]] = defaultdict(list)
+    for ep, _ in scored:
+        letters = evidence.get(ep["key"], {}).get("letters") or []
+        if letters:
+            by_agent[ep["agent"]].append((ep, letters))
+    out: dict[str, Any] = {}
+    for agent, eps in by_agent.items():
+        decisions = [
+            ProbDecision.from_letters(
+                (
+                    item,
+                    ep["instrument"],
+                    ep["value"],
+                    ep["goal"],
+                    ep["prompt_set"],
+                    ep["framing"],
+                    ep["trial"],
+                ),
+                order,
+                probs,
+            )
+            for ep, letters in eps
+            for item, order, probs in letters
+        ]
+        prior = estimate_letter_prior(decisions)
+        cells: dict[str, dict[str, Any]] = {}
+        if prior.identified:
+            per_cell: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for ep, letters in eps:
+                inst = load_instrument(ep["instrument"])
+                inst = inst.subset(ep.get("items", "primary")) if inst.scoring == "slider" else inst
+                canon = {item: prior.debias(order, [probs.get(c) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[: len(order)]])
+                         for item, order, probs in letters}  # fmt: skip
+                per_cell[_key_str({**{k: ep.get(k) for k in CELL_KEYS}})].append(episode_angles(inst, canon))
+            for k, angles in per_cell.items():
+                arg = [a["angle_argmax"] for a in angles if a["angle_argmax"] is not None]
+                exp = [a["angle_expected"] for a in angles if a["angle_expected"] is not None]
+                cells[k] = {
+                    "angle_argmax_mean": round(float(np.mean(arg)), 6) if arg else None,
+                    "angle_expected_mean": round(float(np.mean(exp)), 6) if exp else None,
+                    "n": len(arg),
+                }
+        out[agent] = {"prior": prior.as_dict(), "cells": cells}
+    return out
+
+
 def _goal_effects(by_key: dict[tuple, dict[str, Any]], st: dict[str, Any]) -> list[dict[str, Any]]:
     effects = []
     for key, c in by_key.items():
         off = by_key.get(_replace(key, "goal", False)) if c["goal"] else None
         if off is None:
             continue
-        e = goal_effect(
-            list(c["_used"].values()),
-            list(off["_used"].values()),
-            c["value"],
-            st["conv"],
-            n_boot=st["n_boot"],
-            level=st["level"],
-            seed=stable_seed(st["seed"], "goal", *key),
-        )
+        e = goal_effect(c["_used"], off["_used"], c["value"], st["conv"], level=st["level"])
         if e is not None:
             effects.append({**{k: c[k] for k in CELL_KEYS if k != "goal"}, **e})
     return effects
@@ -161,16 +266,14 @@ def _position_biases(by_key: dict[tuple, dict[str, Any]], st: dict[str, Any]) ->
         if k in seen:
             continue
         seen.add(k)
-        by_order = {
-            x["order"]: list(x["_used"].values())
-            for kk, x in by_key.items()
-            if _replace(kk, "order", None) == k
-        }
-        b = position_bias(
-            by_order, n_boot=st["n_boot"], level=st["level"], seed=stable_seed(st["seed"], "order", *k)
-        )
+        same = [x for kk, x in by_key.items() if _replace(kk, "order", None) == k]
+        letter = _letter_test([d for x in same for d in x["_shown"]], st, k, len(same))
+        for x in same:
+            x["letter_test"] = letter
+        by_order = {x["order"]: x["_used"] for x in same}
+        b = position_bias(by_order, level=st["level"], seed=stable_seed(st["seed"], "order", *k))
         if b is not None:
-            biases.append({**{f: c[f] for f in CELL_KEYS if f != "order"}, **b})
+            biases.append({**{f: c[f] for f in CELL_KEYS if f != "order"}, **b, "letter_test": letter})
     return biases
 
 
@@ -202,8 +305,11 @@ def summarise(
     effects = _goal_effects(by_key, st)
     biases = _position_biases(by_key, st)
     overall = _overall(cells, st["conv"])
+    prior = _letter_prior(scored, evidence or {})
     for c in cells:
+        c.pop("_shown", None)
         c.pop("_used", None)
+        c["debiased"] = prior.get(c["agent"], {}).get("cells", {}).get(_key_str(c))
     return {
         "run": st["cfg"].get("name"),
         "convention": st["conv"],
@@ -213,6 +319,7 @@ def summarise(
         "overall": overall,
         "goal_effect": effects,
         "position_bias": biases,
+        "letter_prior": {a: v["prior"] for a, v in prior.items()},
     }
 
 
@@ -281,6 +388,20 @@ def _seat_cell(key: tuple, rows: list[dict[str, Any]], value: str | None) -> dic
     row["mean_payoff"] = _mean([r["reward"] for r in rows])
     fit = _fit(rows)
     row["fit"] = fit
+    by_player: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_player[r["player"]].append(r)
+    fits = [_fit(rs) for rs in by_player.values()] if len(by_player) > 1 else [fit]
+    row["player_angles"] = {
+        **circular_summary([f.get("angle") for f in fits]),
+        "identified": sum(f.get("angle") is not None for f in fits),
+        "players": len(fits),
+    }
+    trials: dict[int, list[float]] = defaultdict(list)
+    for r in rows:
+        if r["valid"] and r["cooperation"] is not None:
+            trials[int(r["trial"])].append(r["cooperation"])
+    row["_trial_cooperation"] = {t: float(np.mean(v)) for t, v in trials.items()}
     if value is not None and fit.get("slider_angle") is not None:
         for conv in ("interval", "ideal"):
             d = float(svo.value_rationality(fit["slider_angle"], value, conv))
@@ -312,8 +433,9 @@ def _seat_rows(episodes: Sequence[dict[str, Any]], decisions: Iterable[dict[str,
 
 
 def _dilemma_bias(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per cell without its order: cooperation and fitted angle by action order, and the index
-    (max - min over orders) of each, with the denominators."""
+    """Per cell without its order: cooperation and fitted angle by action order, the index (max -
+    min over orders) of each with the denominators, and each order's paired difference in
+    cooperation from the first order (trials share their seeds across orders)."""
     out, seen = [], {}
     for c in cells:
         k = tuple(c[f] for f in SEAT_KEYS if f != "order")
@@ -323,6 +445,15 @@ def _dilemma_bias(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         coop = {c["order"]: c["cooperation"] for c in cs}
         means = {o: v["mean"] for o, v in coop.items() if v["mean"] is not None}
+        first, *rest = cs
+        pairs = [
+            {
+                "from": first["order"],
+                "to": c["order"],
+                **paired_difference(first["_trial_cooperation"], c["_trial_cooperation"]),
+            }
+            for c in rest
+        ]
         angles = {c["order"]: c["fit"].get("angle") for c in cs}
         ok = {o: a for o, a in angles.items() if a is not None}
         out.append(
@@ -332,6 +463,7 @@ def _dilemma_bias(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "cooperation_index": round(max(means.values()) - min(means.values()), 6)
                 if len(means) > 1
                 else None,
+                "cooperation_pairs": pairs,
                 "angle_by_order": angles,
                 "angle_index": round(float(max(ok.values()) - min(ok.values())), 6) if len(ok) > 1 else None,
                 "angle_index_note": None
@@ -387,18 +519,23 @@ def summarise_scenarios(
         groups, key=lambda k: (k[0], k[1], k[2], str(k[3]), not k[4], order_rank.get(k[5], 99), k[6], k[7])
     )
     cells = [_seat_cell(k, groups[k], k[3]) for k in keys]
+    bias = _dilemma_bias(cells)
+    for c in cells:
+        c.pop("_trial_cooperation")
     by_player: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for d in decisions:
         by_player[d["player"]].append(d)
     everyone = [d for rows in groups.values() for d in rows]
+    players = _players(by_player, eps)
     return {
         "scenario": eps[0]["instrument"],
         "game": eps[0].get("game"),
         "n_episodes": len(eps),
         "cells": cells,
-        "position_bias": _dilemma_bias(cells),
-        "players": _players(by_player, eps),
+        "position_bias": bias,
+        "players": players,
         "population": {
+            "player_angles": circular_summary([v["angle"] for v in players.values()]),
             "invalid": {"k": sum(not d["valid"] for d in everyone), "n": len(everyone)},
             "cooperation": _cooperation(everyone),
             "mean_payoff": _mean([d["reward"] for d in everyone]),

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from scenarios import VALUE_NAMES
+from scoring.stats import circular_summary
 
 __all__ = ["build_parser", "main", "train_dilemma", "train_slider"]
 
@@ -533,7 +534,7 @@ def run_dilemma(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "mean_payoff",
         "fitted_angle",
         "fit_status",
-        "feasible / reason",
+        "consistent set / reason",
         "slider_angle",
         "category",
         "train_seconds",
@@ -564,12 +565,13 @@ def _short(reason: str | None) -> str:
 def _dilemma_row(label: str, angle: float, learner: str, res: dict, secs: float) -> dict[str, Any]:
     fits = list(res["fits"].values())
     ang = [f["angle"] for f in fits if f["angle"] is not None]
+    circ = circular_summary(ang)
     sl = [f["slider_angle"] for f in fits if f.get("slider_angle") is not None]
     statuses = sorted({f["status"] for f in fits})
     cats = sorted({str(f.get("category")) for f in fits if f.get("category")})
     why = sorted(
         {
-            _arcs(f["feasible"]) if f.get("feasible") else _short(f.get("reason"))
+            _arcs(f["consistent"]) if f.get("consistent") else _short(f.get("reason"))
             for f in fits
             if f["angle"] is None
         }
@@ -579,8 +581,10 @@ def _dilemma_row(label: str, angle: float, learner: str, res: dict, secs: float)
         "learner": learner,
         "cooperation": res["cooperation"],
         "mean_payoff": res["mean_payoff"],
-        "fitted_angle": f"{np.mean(ang):.1f} [{min(ang):.1f}, {max(ang):.1f}]" if ang else "",
-        "feasible / reason": "; ".join(why),
+        "fitted_angle": f"{circ['mean']:.1f} (circular SD {circ['circular_sd']:.1f}, {len(ang)} players)"
+        if ang
+        else "",
+        "consistent set / reason": "; ".join(why),
         "fit_status": ", ".join(statuses),
         "slider_angle": f"{np.mean(sl):.1f}" if sl else "",
         "category": ", ".join(cats),

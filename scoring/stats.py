@@ -39,7 +39,6 @@ from scoring import svo
 __all__ = [
     "Interval",
     "Rate",
-    "bootstrap_ci",
     "cell_summary",
     "circular_summary",
     "distinct_indices",
@@ -375,33 +374,6 @@ def circular_summary(angles: Sequence[float | None] | np.ndarray) -> dict[str, A
         "resultant_length": _f(r),
         "circular_sd": _f(sd) if math.isfinite(sd) else None,
     }
-
-
-# -- legacy bootstrap -----------------------------------------------------------------------------
-
-
-def bootstrap_ci(
-    samples: Sequence[float] | np.ndarray,
-    n_boot: int = 2000,
-    level: float = DEFAULT_LEVEL,
-    seed: int = 0,
-) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of the mean. Kept for runs/multi.py only: it undercovers at
-    small n (0.83-0.91 at n = 10 for a nominal 0.95); new code uses `mean_interval`.
-
-    Returns None with fewer than two samples or no variation.
-    """
-    x = _clean(samples)
-    if _no_interval(x) is not None:
-        return None
-    rng = np.random.default_rng(seed)
-    stats = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=-1)
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
-
-
-# -- cells ----------------------------------------------------------------------------------------
 
 
 def distinct_indices(keys: Sequence[Hashable]) -> list[int]:

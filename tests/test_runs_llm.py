@@ -165,6 +165,10 @@ def test_default_protocol_on_the_embedded_model(tmp_path, monkeypatch):
             assert abs(sum(rec["probabilities"].values()) - 1.0) < 1e-6
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["agents"]["llm:embedded"]["model_id"].startswith("local:")
+    assert manifest["reproducible"]["llm:embedded"]["reproducible"] is True
+    # SmolLM2-135M answers "A" whatever it is told: the summary itself says it follows the letter
+    md = (tmp_path / "a" / "summary.md").read_text()
+    assert "`llm:embedded`" in md and "letter-following" in md and "follow the letter shown" in md
     assert main(["--run-dir", str(tmp_path / "b"), *argv]) == 0
     (s2,) = _sessions(tmp_path / "b")
     assert s2["model_calls"] == 0

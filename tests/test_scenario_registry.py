@@ -41,7 +41,7 @@ def test_every_scenario_loads_runs_and_is_scored(tmp_path, sid: str) -> None:
     assert set(s["players"]) == set(d.player_names())
     for res in s["players"].values():
         fit = res["fit"]
-        assert fit["status"] in ("identified", "deterministic", "unidentified")
+        assert fit["status"] in ("identified", "separated", "unidentified")
         assert fit["angle"] is not None or fit["reason"]
     pop = s["population"]
     assert pop["invalid"]["n"] > 0 and pop["invalid"]["k"] == 0
