@@ -333,7 +333,7 @@ def write_html(
 def _cell_angles(run: RunData) -> dict[tuple, list[float]]:
     """Per instrument cell, the episode angles its summary used (one per distinct observation for
     deterministic agents, as runs.summary does)."""
-    from runs.summary import CELL_KEYS, _obs_key
+    from runs.summary import CELL_KEYS, observation_key
     from scoring.stats import distinct_indices
 
     scores = _episode_scores(run.episodes, bool(run.summary.get("rescored_mismatches")))
@@ -348,7 +348,7 @@ def _cell_angles(run: RunData) -> dict[tuple, list[float]]:
     for key, members in groups.items():
         members.sort(key=lambda m: m[0]["trial"])
         if dedupe.get(key):
-            members = [members[i] for i in distinct_indices([_obs_key(e) for e, _ in members])]
+            members = [members[i] for i in distinct_indices([observation_key(e) for e, _ in members])]
         out[key] = [s["angle"] for _, s in members if s.get("angle") is not None]
     return out
 

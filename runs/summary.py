@@ -65,7 +65,9 @@ def rescore(episode: dict[str, Any]) -> dict[str, Any]:
     return score_episode(inst, choices, target_value=episode["value"])
 
 
-def _obs_key(ep: dict[str, Any]) -> str:
+def observation_key(ep: dict[str, Any]) -> str:
+    """What an instrument episode showed and chose (shown orders and choices): identical keys are
+    identical observations (deterministic agents count each once)."""
     return json.dumps([ep.get("shown_orders"), ep["choices"]], sort_keys=True)
 
 
@@ -126,7 +128,7 @@ def _cell(
     """One cell's row: statistics of its episodes' scores, answer methods, expected angle."""
     members = sorted(members, key=lambda x: x[0]["trial"])
     row = dict(zip(CELL_KEYS, key, strict=True))
-    obs_keys = [_obs_key(ep) for ep, _ in members]
+    obs_keys = [observation_key(ep) for ep, _ in members]
     row.update(
         cell_summary(
             [s for _, s in members],
