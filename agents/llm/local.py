@@ -56,7 +56,15 @@ from langchain_core.messages import convert_to_openai_messages
 
 from agents.llm.backend import Backend, BackendError, Conversation, Generation, Sampling
 
-__all__ = ["DTYPES", "EMBEDDED", "LocalBackend", "cache_root", "cpu_has_bf16_matmul", "embedded_model_path", "load_model"]
+__all__ = [
+    "DTYPES",
+    "EMBEDDED",
+    "LocalBackend",
+    "cache_root",
+    "cpu_has_bf16_matmul",
+    "embedded_model_path",
+    "load_model",
+]
 
 EMBEDDED = "embedded"
 #: Model dtypes a local backend accepts ("auto": bfloat16 on CUDA, float32 on CPU).
@@ -233,6 +241,19 @@ def load_model(
         return _LOADED[key]
 
 
+#: CPU: the KV that the rows of one generate call may hold while they decode together.
+_CPU_DECODE_BYTES = 768 << 20
+
+
+def _default_decode_tokens(engine_kv_bytes: int, batch_tokens: int, device: Any) -> int:
+    """CPU: 768 MiB of KV (17,476 tokens in float32 for SmolLM2-135M: 8 conversations of the paper's
+    protocol at item 6 with a 64-token reply), since each decoding step reads all the weights
+    whatever the rows, so rows decoding together share that cost. CUDA: max_batch_tokens."""
+    if getattr(device, "type", str(device)) != "cuda":
+        return max(batch_tokens, _CPU_DECODE_BYTES // engine_kv_bytes)
+    return batch_tokens
+
+
 def _default_batch_tokens(engine_kv_bytes: int, model: Any, device: Any) -> int:
     """CPU: 4096 buffered tokens per batch (the masked attention scores of a batch grow with rows x
     length^2; 8192 took the default run to 2.4 GB peak, and batching gains little on a CPU).
@@ -250,9 +271,12 @@ def _default_batch_tokens(engine_kv_bytes: int, model: Any, device: Any) -> int:
 class LocalBackend(Backend):
     """A local causal LM answering batches of conversations; see the module docstring.
 
-    max_batch_tokens: cap on rows x padded tokens per forward (KV buffer); None = automatic (CPU
-    4096; CUDA from free memory). prefix_cache: reuse KV of computed prefixes across calls.
-    max_cache_bytes: cap of that store (None: CPU 384 MiB, CUDA a quarter of the GPU's memory).
+    max_batch_tokens: cap on rows x padded tokens per prefill forward (KV buffer); None = automatic
+    (CPU 4096; CUDA from free memory). max_decode_tokens: cap on rows x padded tokens of the rows
+    of a generate call that decode together; None = automatic (CPU 768 MiB of KV; CUDA
+    max_batch_tokens). prefix_cache: reuse KV of computed prefixes across calls.
+    max_cache_bytes: cap of that store (None: CPU 384 MiB, CUDA a quarter of the GPU's memory); it
+    grows to hold the conversations in use (at most 4x, see agents.llm._kvstore).
     max_context_tokens: context limit for dropping old messages (None: the model's).
     convert_cache: write/read the safetensors copy of a GGUF under cache_root().
     """
@@ -267,10 +291,20 @@ class LocalBackend(Backend):
         max_cache_bytes: int | None = None,
         max_context_tokens: int | None = None,
         convert_cache: bool = True,
+        max_decode_tokens: int | None = None,
     ) -> None:
         torch, _ = _heavy()
         lm, tok, info = load_model(model, device=device, dtype=dtype, convert_cache=convert_cache)
-        self._init(lm, tok, info, max_batch_tokens, prefix_cache, max_cache_bytes, max_context_tokens)
+        self._init(
+            lm,
+            tok,
+            info,
+            max_batch_tokens,
+            prefix_cache,
+            max_cache_bytes,
+            max_context_tokens,
+            max_decode_tokens,
+        )
 
     @classmethod
     def from_model(
@@ -283,6 +317,7 @@ class LocalBackend(Backend):
         prefix_cache: bool = True,
         max_cache_bytes: int | None = None,
         max_context_tokens: int | None = None,
+        max_decode_tokens: int | None = None,
     ) -> LocalBackend:
         """Wrap an already loaded transformers model and tokenizer (tests, custom loading)."""
         self = cls.__new__(cls)
@@ -295,7 +330,14 @@ class LocalBackend(Backend):
             "loaded_from": None,
         }
         self._init(
-            model.eval(), tokenizer, info, max_batch_tokens, prefix_cache, max_cache_bytes, max_context_tokens
+            model.eval(),
+            tokenizer,
+            info,
+            max_batch_tokens,
+            prefix_cache,
+            max_cache_bytes,
+            max_context_tokens,
+            max_decode_tokens,
         )
         return self
 
@@ -308,6 +350,7 @@ class LocalBackend(Backend):
         prefix_cache: bool,
         max_cache_bytes: int | None,
         max_context_tokens: int | None,
+        max_decode_tokens: int | None = None,
     ) -> None:
         torch, _ = _heavy()
         from agents.llm._engine import PrefixCachingEngine
@@ -334,6 +377,13 @@ class LocalBackend(Backend):
         if max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
         self.engine.max_batch_tokens = int(max_batch_tokens)
+        if max_decode_tokens is None:
+            max_decode_tokens = _default_decode_tokens(
+                self.engine.kv_bytes_per_token, max_batch_tokens, device
+            )
+        if max_decode_tokens < 1:
+            raise ValueError(f"max_decode_tokens must be >= 1, got {max_decode_tokens}")
+        self.engine.max_decode_tokens = int(max_decode_tokens)
         limit = self.engine.max_positions if max_context_tokens is None else int(max_context_tokens)
         self.max_context_tokens = min(limit, self.engine.max_positions)
         eos = lm.generation_config.eos_token_id if lm.generation_config is not None else None
@@ -465,6 +515,7 @@ class LocalBackend(Backend):
             "path": self.info["path"],
             "prefix_cache": self.engine.prefix_cache,
             "max_batch_tokens": self.engine.max_batch_tokens,
+            "max_decode_tokens": self.engine.max_decode_tokens,
             "max_cache_bytes": self.engine.store.max_bytes,
             "max_context_tokens": self.max_context_tokens,
             "choice_rule": "logsumexp over single tokens spelling the choice, bare or after one space",
