@@ -7,12 +7,20 @@ with random ids. Two operations:
   vocabulary at each row's last position, read at `read_ids`;
 - `generate(rows, samplings, eos_ids)`: batched decoding with per-row seeds.
 
-Batches are padded *in two segments*: each row's reused prefix cache is left-padded to the batch's
-longest prefix P, its new tokens are left-padded to the longest new segment S. Positions are the
-rows' true positions and a boolean 4D mask hides the padding, so a row's result does not depend on
-which rows share its batch (up to float rounding). Padding queries attend to themselves only, so
-no attention row is empty (no NaN). Rows are sorted by (reused, total) length before chunking, so
-rows of the same trial round share batches and padding stays small.
+Prefill chunks are padded *in two segments*: each row's reused prefix cache is left-padded to the
+chunk's longest prefix P, its new tokens are left-padded to the longest new segment S. Positions
+are the rows' true positions and a boolean 4D mask hides the padding, so a row's result does not
+depend on which rows share its batch (up to float rounding). Padding queries attend to themselves
+only, so no attention row is empty (no NaN). Rows are sorted by (reused, total) length before
+chunking, so rows of the same trial round share chunks and padding stays small.
+
+Decoding is bound by reading the weights once per step whatever the number of rows (on a CPU, and
+for small batches on a GPU), so `generate` decodes every row of a call together: the rows of a
+*decode group* (as many as `max_decode_tokens` of KV allows, usually the whole call) share one
+buffer, each prefill chunk writing its rows right-aligned into it, and each step is one forward for
+all of them. A finished row's prompt plus reply goes into the prefix store (so the next call, which
+extends the conversation with that reply, starts after it) and, once a quarter of the group has
+finished, the finished rows are compacted out of the buffer.
 """
 
 from __future__ import annotations
@@ -196,10 +204,24 @@ class _Batch:
         return torch.cat([pre, new], dim=-2)
 
     def keep(self, rows: list[int]) -> None:
-        """Drop every row but `rows` (in that order): a smaller buffer, so later steps read less."""
+        """Keep rows `rows` (in that order), any row any number of times: a new buffer."""
         sel = torch.tensor(rows, device=self.buf.device)
         self.buf = self.buf.index_select(2, sel)
         self.valid = self.valid.index_select(0, sel)
+        self._reindex(rows)
+
+    def compact(self, rows: list[int]) -> None:
+        """Keep rows `rows` (increasing), moved to the front in place: later steps read less, and
+        no second buffer is allocated."""
+        for dst, src in enumerate(rows):
+            if dst != src:
+                self.buf[:, :, dst] = self.buf[:, :, src]
+                self.valid[dst] = self.valid[src]
+        self.buf = self.buf[:, :, : len(rows)]
+        self.valid = self.valid[: len(rows)]
+        self._reindex(rows)
+
+    def _reindex(self, rows: list[int]) -> None:
         self.p = [self.p[b] for b in rows]
         self.s = [self.s[b] for b in rows]
         self.pe = [self.pe[b] for b in rows]
@@ -600,7 +622,7 @@ class PrefixCachingEngine:
                 break
             if len(slot) - n_live >= max(1, len(slot) // 4):
                 keep = [b for b, k in enumerate(slot) if k >= 0]
-                batch.keep(keep)
+                batch.compact(keep)
                 slot = [slot[b] for b in keep]
                 feed = [feed[b] for b in keep]
             ks = [max(k, 0) for k in slot]
