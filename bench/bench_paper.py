@@ -54,6 +54,8 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     t_load = time.perf_counter()
     backend = LocalBackend("embedded", prefix_cache=(mode != "sequential"), dtype=args.dtype)
+    if args.max_decode_mib and mode != "sequential":
+        backend.engine.max_decode_tokens = (args.max_decode_mib << 20) // backend.engine.kv_bytes_per_token
     load_s = time.perf_counter() - t_load
     policy = GoalPromptedPolicy(backend=backend, mode="generate", sampling={"temperature": 1.0})
     contexts = [
@@ -77,6 +79,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "episodes": len(contexts),
         "decisions": n_dec,
         "batch_size": size,
+        "max_decode_tokens": backend.engine.decode_tokens,
         "load_s": load_s,
         "run_s": run_s,
         "decisions_per_s": n_dec / run_s,
@@ -131,6 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=1, help="torch threads (default 1, as the presets; 0: torch's)"
     )
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto")
+    p.add_argument(
+        "--max-decode-mib",
+        type=int,
+        default=0,
+        help="KV of the rows decoding together in batched+reuse, MiB (0: the backend's default, 768 on CPU); "
+        "the spec option llm:embedded?max_decode_tokens=N sets it for a run",
+    )
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "paper.json")
     p.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)

@@ -29,10 +29,17 @@ import os
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from agents.llm.backend import Backend, BackendError
+from agents.llm.backend import Backend
 from agents.llm.local import DTYPES
 
-__all__ = ["LOCAL_OPTIONS", "PROVIDER_KEYS", "SPEC_FORMS", "BackendSpecError", "local_options", "make_backend"]
+__all__ = [
+    "LOCAL_OPTIONS",
+    "PROVIDER_KEYS",
+    "SPEC_FORMS",
+    "BackendSpecError",
+    "local_options",
+    "make_backend",
+]
 
 SPEC_FORMS = (
     "embedded",
@@ -58,6 +65,7 @@ PROVIDER_KEYS = {
     "perplexity": "PPLX_API_KEY",
 }
 
+
 def _choice(*allowed: str) -> Any:
     def parse(v: str) -> str:
         if v not in allowed:
@@ -73,6 +81,7 @@ LOCAL_OPTIONS: dict[str, Any] = {
     "device": str,
     "dtype": _choice(*DTYPES),
     "max_batch_tokens": int,
+    "max_decode_tokens": int,
     "max_cache_bytes": int,
     "max_context_tokens": int,
     "prefix_cache": lambda v: {"1": True, "true": True, "0": False, "false": False}[v.lower()],
