@@ -17,7 +17,7 @@ transformers = pytest.importorskip("transformers")
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage  # noqa: E402
 
 from agents.llm._engine import PrefixCachingEngine, RowSampling  # noqa: E402
-from agents.llm._kvstore import BLOCK, PrefixKVStore  # noqa: E402
+from agents.llm._kvstore import BLOCK, WINDOW, PrefixKVStore  # noqa: E402
 from agents.llm.backend import BackendError, Sampling  # noqa: E402
 from agents.llm.local import LocalBackend, embedded_model_path  # noqa: E402
 
@@ -165,6 +165,27 @@ def test_store_put_compares_few_entries_whatever_the_store_holds(monkeypatch):
     short = np.array([1, 2, 3])
     assert store.put(short, "s", 1) and store.put(np.array([1, 2, 3, 4]), "s2", 1)
     assert len(store) == 301  # the 3-token entry was superseded (entries shorter than a block too)
+
+
+def test_store_evicts_a_re_asks_earlier_reply_before_a_live_conversation():
+    """Two conversations; the second is re-asked (its prompt answered again, differently). When room
+    is needed, the earlier reply (a dead branch) goes, not the first conversation, although that
+    one was touched longer ago."""
+    store = PrefixKVStore(max_bytes=130)
+    live = seq(1, 2, 3, extra=(7,))
+    first = seq(4, 5, 6, extra=(8,))  # conversation 2: prompt 4 5 6, first reply 8
+    assert store.put(live, "live", 40) and store.put(first, "first", 40)
+    store.release()
+    second = seq(4, 5, 6, extra=(9,))  # the same prompt answered again
+    assert store.longest_prefix(second, limit=len(second) - 1)[1] == len(second) - 1
+    assert store.put(second, "second", 40)
+    store.release()
+    for _ in range(WINDOW):  # let the cap shrink back to max_bytes
+        store.release()
+    assert len(store) == 3
+    assert store.put(seq(11), "new", 20) and store.evictions == 1
+    assert store.longest_prefix(live, limit=len(live))[1] == len(live)
+    assert store.longest_prefix(first, limit=len(first))[1] == len(first) - 1  # via `second` only
 
 
 # --------------------------------------------------------------------------- engine (tiny model)

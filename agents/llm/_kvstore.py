@@ -15,9 +15,11 @@ the current call are protected from eviction until `release()`. The cap is `max_
 of the last `WINDOW` calls, and at most `GROWTH` x `max_bytes`: the conversations a run steps
 together stay whole even when they outgrow `max_bytes` (evicting one only to recompute it in the
 next call is all cost), while what they no longer use (finished conversations, one-shot prompts) is
-evicted beyond that. A new entry that does not fit without evicting protected ones is not stored
-(its rows reuse their older, shorter prefix next time instead of thrashing the whole store). Storing is also O(query length), not O(entries): a second index maps
-the digest of each entry's last whole block to the entry, which finds the entries a new one extends.
+evicted beyond that; so are, first, the entries that a new one branches off near their end (a
+re-ask's earlier reply). A new entry that does not fit without evicting protected ones is not stored
+(its rows reuse their older, shorter prefix next time instead of thrashing the whole store).
+Storing is also O(query length), not O(entries): a second index maps the digest of each entry's last
+whole block to the entry, which finds the entries a new one extends.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ BLOCK = 16
 #: 3 x (extractor, re-ask), then the last extractor), and the most the cap may grow over max_bytes.
 WINDOW = 32
 GROWTH = 4
+#: An entry sharing at least this share of its tokens with a new one that branches off it is a sibling.
+SIBLING = 0.9
 
 
 def block_digests(tokens: np.ndarray) -> list[bytes]:
@@ -185,6 +189,7 @@ class PrefixKVStore:
                 return False
             if n == len(entry.tokens):
                 superseded.append(key)
+        self._demote_siblings(tokens, digests, superseded)
         freed = sum(self._entries[k].nbytes for k in superseded)
         working = self._working - sum(self._entries[k].nbytes for k in superseded if k in self._protected)
         cap = max(self.cap, min(working + nbytes + (working + nbytes) // 8, GROWTH * self.max_bytes))
@@ -216,6 +221,19 @@ class PrefixKVStore:
         self.bytes += nbytes
         self._protect(entry.key)
         return True
+
+    def _demote_siblings(self, tokens: np.ndarray, digests: list[bytes], superseded: list[int]) -> None:
+        """Make the entries that `tokens` branches off near their end the first to evict.
+
+        Such a sibling is the same prompt answered before, differently: a re-ask's earlier reply,
+        whose conversation has moved on to this one. Left in LRU order it would outlive the
+        conversations that were only answered once (and so touched earlier), and evict them.
+        """
+        for key in self._candidates(tokens, digests) - set(superseded):
+            entry = self._entries[key]
+            n = common_prefix_len(entry.tokens, tokens)
+            if n < len(entry.tokens) and n < len(tokens) and n >= SIBLING * len(entry.tokens):
+                self._entries.move_to_end(key, last=False)
 
     def release(self) -> None:
         """End of a call: entries looked up or stored so far may be evicted again."""
