@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "--max-decode-mib",
         type=int,
         default=0,
-        help="KV of the rows decoding together in batched+reuse, MiB (0: the backend's default, 768 on CPU); "
+        help="KV of the rows decoding together in batched+reuse, MiB (0: the backend's default, 1024 on CPU); "
         "the spec option llm:embedded?max_decode_tokens=N sets it for a run",
     )
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))

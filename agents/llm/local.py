@@ -242,13 +242,15 @@ def load_model(
 
 
 #: CPU: the KV that the rows of one generate call may hold while they decode together.
-_CPU_DECODE_BYTES = 768 << 20
+_CPU_DECODE_BYTES = 1 << 30
 
 
 def _default_decode_tokens(engine_kv_bytes: int, batch_tokens: int, device: Any) -> int:
-    """CPU: 768 MiB of KV (17,476 tokens in float32 for SmolLM2-135M: 8 conversations of the paper's
-    protocol at item 6 with a 64-token reply), since each decoding step reads all the weights
-    whatever the rows, so rows decoding together share that cost. CUDA: max_batch_tokens."""
+    """CPU: 1 GiB of KV (23,301 tokens in float32 for SmolLM2-135M: the 8 conversations of a --paper
+    batch at item 6, up to about 2,600 tokens each with re-asks, plus a 64-token reply). Each
+    decoding step reads all the weights whatever the rows, so rows decoding together share that
+    cost; with 768 MiB the last items' calls split in two and took twice the steps. CUDA:
+    max_batch_tokens."""
     if getattr(device, "type", str(device)) != "cuda":
         return max(batch_tokens, _CPU_DECODE_BYTES // engine_kv_bytes)
     return batch_tokens
@@ -273,7 +275,7 @@ class LocalBackend(Backend):
 
     max_batch_tokens: cap on rows x padded tokens per prefill forward (KV buffer); None = automatic
     (CPU 4096; CUDA from free memory). max_decode_tokens: cap on rows x padded tokens of the rows
-    of a generate call that decode together; None = automatic (CPU 768 MiB of KV; CUDA
+    of a generate call that decode together; None = automatic (CPU 1 GiB of KV; CUDA
     max_batch_tokens). prefix_cache: reuse KV of computed prefixes across calls.
     max_cache_bytes: cap of that store (None: CPU 384 MiB, CUDA a quarter of the GPU's memory); it
     grows to hold the conversations in use (at most 4x, see agents.llm._kvstore).
