@@ -500,6 +500,9 @@ class LocalBackend(Backend):
         s = self.engine.stats.as_dict()
         s["cache_entries"] = len(self.engine.store)
         s["cache_bytes"] = self.engine.store.bytes
+        s["cache_cap"] = self.engine.store.cap
+        s["cache_evictions"] = self.engine.store.evictions
+        s["cache_rejected"] = self.engine.store.rejected
         return s
 
     def reset_stats(self) -> None:
