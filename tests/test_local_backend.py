@@ -601,6 +601,35 @@ def test_embedded_batched_vs_unbatched_greedy_with_and_without_reuse():
 
 
 @pytest.mark.slow
+def test_embedded_multi_turn_sampled_with_reuse_equals_alone_without():
+    """Free-text turns at temperature 1 (the paper's generate mode): batched with prefix reuse (each
+    prompt starts after the previous reply's cached KV) gives the texts of one conversation at a
+    time without reuse."""
+    reuse = LocalBackend()
+    plain = LocalBackend(prefix_cache=False)
+    reuse.clear_cache()
+    reuse.reset_stats()
+    convs = [
+        [HumanMessage(f"Do you know the {v} value system? Describe such a person.")]
+        for v in ("altruistic", "competitive", "prosocial")
+    ]
+    for turn in range(3):
+        samp = [Sampling(temperature=1.0, max_new_tokens=24, seed=100 * turn + i) for i in range(len(convs))]
+        got = [g.text for g in reuse.generate(convs, samp)]
+        want = [plain.generate([c], [s])[0].text for c, s in zip(convs, samp, strict=True)]
+        assert got == want
+        convs = [
+            c
+            + [
+                AIMessage(t),
+                HumanMessage(f"Item {turn + 1}: A gives you 85 and the other 15; B 50/50. Choose."),
+            ]
+            for c, t in zip(convs, got, strict=True)
+        ]
+    assert reuse.stats["reused_tokens"] > reuse.stats["computed_tokens"]
+
+
+@pytest.mark.slow
 def test_embedded_sampling_reproducible():
     backend = LocalBackend()
     conv = [HumanMessage("Describe a prosocial person in one sentence.")]
