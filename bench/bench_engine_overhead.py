@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 def measure(rows_n: int, steps: int, device: str) -> dict[str, float]:
     import numpy as np
     import torch
+    from bench_llm_gpu import build  # the GPU benchmark's random-weight models; smoke = tiny sizes
 
     from agents.llm._engine import PrefixCachingEngine
-    from bench_llm_gpu import build  # the GPU benchmark's random-weight models; smoke = tiny sizes
 
     model = build("SmolLM2-135M", smoke=True, device=device, dtype=torch.float32)
     inner = {"s": 0.0}
@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     results = [measure(n, args.steps, args.device) for n in args.rows]
-    print("| rows | step s | engine us/row | model us/row | engine share | x engine us/row at the smallest R |")
+    print(
+        "| rows | step s | engine us/row | model us/row | engine share | x engine us/row at the smallest R |"
+    )
     print("|---|---|---|---|---|---|")
     first = results[0]["engine_us_per_row"]
     for r in results:

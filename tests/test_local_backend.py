@@ -17,7 +17,7 @@ transformers = pytest.importorskip("transformers")
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage  # noqa: E402
 
 from agents.llm._engine import PrefixCachingEngine, RowSampling  # noqa: E402
-from agents.llm._kvstore import BLOCK, PrefixKVStore  # noqa: E402
+from agents.llm._kvstore import BLOCK, WINDOW, PrefixKVStore  # noqa: E402
 from agents.llm.backend import BackendError, Sampling  # noqa: E402
 from agents.llm.local import LocalBackend, embedded_model_path  # noqa: E402
 
@@ -84,10 +84,13 @@ def test_store_longest_prefix_supersede_and_cap():
     # a longer sequence with `a` as prefix replaces it
     assert store.put(seq(1, 2, 3, 4, 5, 6), "kv-b", 60)
     assert len(store) == 1 and store.bytes == 60
+    store.release()  # each put below is a call of its own
     # redundant: already covered
     assert not store.put(seq(1, 2, 3), "kv-c", 30)
+    store.release()
     # eviction of the least recently used entry
     assert store.put(seq(8, 8), "kv-d", 40)
+    store.release()
     assert len(store) == 2 and store.bytes == 100
     assert store.put(seq(9, 9), "kv-e", 50)
     assert store.bytes <= 100 and store.evictions == 1
@@ -97,12 +100,49 @@ def test_store_longest_prefix_supersede_and_cap():
 def test_store_protects_entries_used_in_the_current_call():
     store = PrefixKVStore(max_bytes=100)
     store.put(seq(1, 2, 3), "a", 60)
+    store.release()
     store.longest_prefix(seq(1, 2, 3, 4), limit=100)  # protected until release()
-    assert not store.put(seq(5, 6), "b", 60)  # would need to evict "a": rejected instead
+    assert not store.put(seq(5, 6), "b", 350)  # would need to evict "a" (the cap grows 4x at most)
     assert store.rejected == 1 and len(store) == 1
     store.release()
-    assert store.put(seq(5, 6), "b", 60)
+    assert store.put(seq(5, 6), "b", 350)
     assert len(store) == 1
+
+
+def test_store_keeps_the_conversations_in_use_whole_and_evicts_finished_ones():
+    """Conversations stepped together that outgrow max_bytes stay whole (evicting one would only
+    recompute it next call); a one-shot prompt does not evict them; finished ones go."""
+    store = PrefixKVStore(max_bytes=100)
+    convs = [seq(10 + i) for i in range(4)]
+    for c in convs:
+        assert store.put(c, "kv", 30)
+    store.release()
+    for step in range(3):  # each call looks every conversation up and stores its extension
+        for c in convs:
+            assert store.longest_prefix(c, limit=len(c))[1] == len(c)
+        convs = [np.concatenate([c, seq(50 + step)]) for c in convs]
+        for c in convs:
+            assert store.put(c, "kv", 30 + 10 * (step + 1))
+        store.release()
+        assert len(store) == 4 and store.bytes == 4 * (40 + 10 * step) and store.evictions == 0
+    assert store.cap == 270  # 9/8 of the last working set
+    assert store.put(seq(99), "one-shot", 20)
+    store.release()
+    assert store.evictions == 0
+    for c in convs:
+        assert store.longest_prefix(c, limit=len(c))[1] == len(c)
+    store.release()
+    new = [seq(20 + i) for i in range(4)]  # the next conversations push the finished ones out
+    for step in range(3):
+        for c in new:
+            store.longest_prefix(c, limit=len(c))
+        new = [np.concatenate([c, seq(60 + step)]) for c in new]
+        for c in new:
+            assert store.put(c, "kv", 30 + 10 * (step + 1))
+        store.release()
+        assert store.bytes <= store.cap <= 4 * store.max_bytes
+    assert all(store.longest_prefix(c, limit=len(c))[1] == len(c) for c in new)
+    assert not any(store.longest_prefix(c, limit=len(c))[1] for c in convs)
 
 
 def test_store_put_compares_few_entries_whatever_the_store_holds(monkeypatch):
@@ -125,6 +165,27 @@ def test_store_put_compares_few_entries_whatever_the_store_holds(monkeypatch):
     short = np.array([1, 2, 3])
     assert store.put(short, "s", 1) and store.put(np.array([1, 2, 3, 4]), "s2", 1)
     assert len(store) == 301  # the 3-token entry was superseded (entries shorter than a block too)
+
+
+def test_store_evicts_a_re_asks_earlier_reply_before_a_live_conversation():
+    """Two conversations; the second is re-asked (its prompt answered again, differently). When room
+    is needed, the earlier reply (a dead branch) goes, not the first conversation, although that
+    one was touched longer ago."""
+    store = PrefixKVStore(max_bytes=130)
+    live = seq(1, 2, 3, extra=(7,))
+    first = seq(4, 5, 6, extra=(8,))  # conversation 2: prompt 4 5 6, first reply 8
+    assert store.put(live, "live", 40) and store.put(first, "first", 40)
+    store.release()
+    second = seq(4, 5, 6, extra=(9,))  # the same prompt answered again
+    assert store.longest_prefix(second, limit=len(second) - 1)[1] == len(second) - 1
+    assert store.put(second, "second", 40)
+    store.release()
+    for _ in range(WINDOW):  # let the cap shrink back to max_bytes
+        store.release()
+    assert len(store) == 3
+    assert store.put(seq(11), "new", 20) and store.evictions == 1
+    assert store.longest_prefix(live, limit=len(live))[1] == len(live)
+    assert store.longest_prefix(first, limit=len(first))[1] == len(first) - 1  # via `second` only
 
 
 # --------------------------------------------------------------------------- engine (tiny model)
@@ -158,12 +219,10 @@ def test_batched_equals_one_at_a_time(model, rows):
 def test_tiny_cache_cap_changes_speed_not_results(model, rows):
     rng = np.random.default_rng(2)
     big = PrefixCachingEngine(model, max_batch_tokens=100_000)
-    small = PrefixCachingEngine(
-        model, max_batch_tokens=100_000, max_cache_bytes=3 * 60 * big.kv_bytes_per_token
-    )
+    small = PrefixCachingEngine(model, max_batch_tokens=100_000, max_cache_bytes=60 * big.kv_bytes_per_token)
     for _ in range(3):
         assert np.abs(big.end_logprobs(rows, range(300)) - small.end_logprobs(rows, range(300))).max() < 1e-5
-        assert small.store.bytes <= small.store.max_bytes
+        assert small.store.bytes <= small.store.cap <= 4 * small.store.max_bytes
         rows = extend(rows, rng)
     assert small.stats.computed_tokens > big.stats.computed_tokens
 
@@ -225,6 +284,45 @@ def test_generated_tokens_are_reused_by_the_next_call(model, rows):
     assert engine.stats.computed_tokens <= 4 * len(set(map(bytes, follow)))
 
 
+@pytest.mark.parametrize("temperature,top_p", [(0.0, 1.0), (1.0, 1.0), (1.3, 0.9)])
+def test_multi_turn_generate_with_reuse_equals_without(model, rows, temperature, top_p):
+    """A conversation per row grows by its own reply and a new prompt each turn (the paper's
+    generate mode). With prefix reuse, several prefill chunks decoding as one group, duplicate
+    rows and mixed reply lengths, every turn gives the tokens that each row gets alone without
+    reuse, and only the new suffix is computed."""
+    rng = np.random.default_rng(3)
+    reuse = PrefixCachingEngine(model, max_batch_tokens=150, max_decode_tokens=100_000)
+    alone = PrefixCachingEngine(model, max_batch_tokens=100_000, prefix_cache=False)
+    for turn in range(4):
+        samp = [
+            RowSampling(temperature, top_p, max_new_tokens=4 + (i % 3) * 5, seed=10 * turn + i)
+            for i in range(len(rows))
+        ]
+        before = reuse.stats.computed_tokens
+        got = reuse.generate(rows, samp, eos_ids=[2])
+        want = [alone.generate([r], [s], eos_ids=[2])[0] for r, s in zip(rows, samp, strict=True)]
+        assert got == want
+        if turn:  # the previous reply (all but its last token) came from the store
+            assert reuse.stats.computed_tokens - before <= sum(5 + 1 for _ in set(map(bytes, rows)))
+        rows = [
+            np.concatenate([r, np.asarray(o, dtype=np.int64), rng.integers(3, 300, 5)])
+            for r, o in zip(rows, got, strict=True)
+        ]
+    assert reuse.stats.forward_calls < alone.stats.forward_calls
+    lp = reuse.end_logprobs(rows, range(300))
+    assert np.abs(lp - np.stack([reference_logprobs(model, r) for r in rows])).max() < 1e-5
+
+
+def test_decoding_together_takes_fewer_steps_than_prefill_chunks(model, rows):
+    """Rows prefilled in separate chunks decode as one group: one forward per step, not per chunk."""
+    samp = [RowSampling(0.0, 1.0, max_new_tokens=6, seed=i) for i in range(len(rows))]
+    split = PrefixCachingEngine(model, max_batch_tokens=150, max_decode_tokens=150, prefix_cache=False)
+    joint = PrefixCachingEngine(model, max_batch_tokens=150, max_decode_tokens=100_000, prefix_cache=False)
+    assert split.generate(rows, samp, eos_ids=[]) == joint.generate(rows, samp, eos_ids=[])
+    prefills = joint.stats.forward_calls - 6
+    assert prefills > 1 and split.stats.forward_calls > joint.stats.forward_calls
+
+
 def test_sampler_top_p_and_greedy():
     from agents.llm._engine import _sample
 
@@ -252,6 +350,48 @@ def test_sampler_top_p_and_greedy():
     )
     freq = torch.bincount(draws, minlength=3).double() / 20000
     assert torch.allclose(freq, torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64), atol=0.015)
+
+
+def reference_sample(logits, temps, top_ps, u):
+    """The sampling rule written out on a full stable sort (the engine's definition, before its
+    head shortcut): float64 probabilities, descending order, nucleus, inverse CDF of u."""
+    t = torch.where(temps > 0, temps, torch.ones_like(temps)).double()
+    probs = torch.softmax(logits.double() / t[:, None], dim=-1)
+    sp, si = torch.sort(probs, dim=-1, descending=True, stable=True)
+    before = torch.cumsum(sp, dim=-1) - sp
+    sp = torch.where(before < top_ps[:, None], sp, torch.zeros_like(sp))
+    cdf = torch.cumsum(sp, dim=-1)
+    pick = torch.searchsorted(cdf, (u.double() * cdf[:, -1])[:, None], right=True).clamp(max=sp.shape[-1] - 1)
+    return torch.where(temps > 0, si.gather(-1, pick).squeeze(-1), logits.argmax(dim=-1))
+
+
+def test_sampler_shortcut_draws_exactly_what_the_full_sort_draws(monkeypatch):
+    """The head shortcut must pick the full sort's token bit for bit: ties (inside the head and
+    across its edge), flat and peaked rows, top_p < 1 and = 1, greedy rows, u near 0 and 1."""
+    from agents.llm import _engine
+
+    full = []
+    real = _engine._sample_sorted
+    monkeypatch.setattr(_engine, "_sample_sorted", lambda *a: full.append(len(a[0])) or real(*a))
+    gen = torch.Generator().manual_seed(0)
+    n = 0
+    for trial in range(400):
+        B, V = 12, int(torch.randint(70, 5000, (1,), generator=gen))
+        logits = torch.randn(B, V, generator=gen) * float(torch.rand((), generator=gen)) * 15
+        if trial % 4 == 0:
+            logits[:, : V // 3] = logits[:, :1]  # a block of ties
+        if trial % 6 == 0:
+            logits = logits.round()  # many ties everywhere
+        temps = torch.rand(B, generator=gen) * 2
+        temps[torch.rand(B, generator=gen) < 0.15] = 0
+        top_ps = torch.where(torch.rand(B, generator=gen) < 0.5, torch.ones(B), torch.rand(B, generator=gen))
+        u = torch.rand(B, generator=gen)
+        u[0], u[1] = 0.0, 1 - 2**-24
+        assert torch.equal(
+            _engine._sample(logits, temps, top_ps, u), reference_sample(logits, temps, top_ps, u)
+        )
+        n += B
+    assert sum(full) < n / 2  # most rows were resolved by a head, not the full sort
 
 
 def test_bad_rows_and_sampling_are_rejected(model):
@@ -374,6 +514,55 @@ def test_backend_generate_and_context_dropping(tiny_backend, tokenizer):
         tiny_backend.generate(convs, samp[:1])
 
 
+def test_policy_generate_mode_with_reuse_equals_without(tokenizer):
+    """The paper's generate mode (induction, goal, items, extractor, re-asks) on the tiny model:
+    the same records with prefix reuse (and small prefill chunks) as one conversation at a time
+    without it; the extractor and re-ask calls reuse prefixes too."""
+    import gymnasium as gym
+    from runs.rollout import single as run_episodes
+
+    import envs  # noqa: F401
+    from agents.base import EpisodeContext
+    from agents.llm import GoalPromptedPolicy
+
+    def run(backend, batched: bool):
+        policy = GoalPromptedPolicy(
+            backend=backend,
+            mode="generate",
+            induction_tokens=12,
+            goal_tokens=6,
+            max_reasks=2,
+            extractor_tokens=3,
+            sampling={"max_new_tokens": 5},
+        )
+        ctxs = [
+            EpisodeContext("slider", 6, 9, seed=7 + k, value=v, goal_prompt=g)
+            for k, (v, g) in enumerate([("altruistic", True), ("competitive", False), ("altruistic", False)])
+        ]
+        envs_ = [gym.make("SVO/Slider-v0").unwrapped for _ in ctxs]
+        if batched:
+            res = run_episodes(policy, envs_, ctxs)
+        else:
+            res = [run_episodes(policy, [e], [c])[0] for e, c in zip(envs_, ctxs, strict=True)]
+        return [[d.record for d in r.decisions] for r in res]
+
+    # A random tiny model's next-token distribution over 49,152 tokens is nearly flat, so float
+    # rounding reorders it and any two layouts sample differently; sharpened, it is peaked like a
+    # trained model's (with the lm_head x 20, one in a few hundred draws still differed).
+    sharp = tiny_llama(vocab=len(tokenizer), seed=1)
+    with torch.no_grad():
+        sharp.lm_head.weight.mul_(60)
+    reuse = LocalBackend.from_model(sharp, tokenizer, "tiny-test", max_batch_tokens=700)
+    plain = LocalBackend.from_model(sharp, tokenizer, "tiny-test", prefix_cache=False)
+    got, want = run(reuse, True), run(plain, False)
+    assert got == want
+    methods = {d["method"] for ep in got for d in ep}
+    assert "invalid" in methods or "extractor" in methods or "reask" in methods  # the tiny model rambles
+    assert sum(len(d["attempts"]) for ep in got for d in ep) > len(got) * 6  # re-asks happened
+    s = reuse.stats
+    assert s["reused_tokens"] > 2 * s["computed_tokens"]
+
+
 def test_missing_torch_names_the_extra(monkeypatch):
     from agents.llm import local
 
@@ -409,6 +598,35 @@ def test_embedded_batched_vs_unbatched_greedy_with_and_without_reuse():
     greedy_b = reuse.generate(nxt, samp)
     greedy_a = [plain.generate([c], [s])[0] for c, s in zip(nxt, samp, strict=True)]
     assert [g.text for g in greedy_b] == [g.text for g in greedy_a]
+
+
+@pytest.mark.slow
+def test_embedded_multi_turn_sampled_with_reuse_equals_alone_without():
+    """Free-text turns at temperature 1 (the paper's generate mode): batched with prefix reuse (each
+    prompt starts after the previous reply's cached KV) gives the texts of one conversation at a
+    time without reuse."""
+    reuse = LocalBackend()
+    plain = LocalBackend(prefix_cache=False)
+    reuse.clear_cache()
+    reuse.reset_stats()
+    convs = [
+        [HumanMessage(f"Do you know the {v} value system? Describe such a person.")]
+        for v in ("altruistic", "competitive", "prosocial")
+    ]
+    for turn in range(3):
+        samp = [Sampling(temperature=1.0, max_new_tokens=24, seed=100 * turn + i) for i in range(len(convs))]
+        got = [g.text for g in reuse.generate(convs, samp)]
+        want = [plain.generate([c], [s])[0].text for c, s in zip(convs, samp, strict=True)]
+        assert got == want
+        convs = [
+            c
+            + [
+                AIMessage(t),
+                HumanMessage(f"Item {turn + 1}: A gives you 85 and the other 15; B 50/50. Choose."),
+            ]
+            for c, t in zip(convs, got, strict=True)
+        ]
+    assert reuse.stats["reused_tokens"] > reuse.stats["computed_tokens"]
 
 
 @pytest.mark.slow

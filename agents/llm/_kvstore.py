@@ -9,17 +9,23 @@ an index of hashed 16-token blocks finds the entries sharing the most whole bloc
 common prefix is measured on those (prefixes shorter than one block are not worth reusing).
 
 Memory stays bounded: an entry that is a prefix of a newly stored one is dropped (the new one covers
-it), and least-recently-used entries are evicted beyond `max_bytes`. Entries looked up during the
-current call are protected from eviction until `release()`; a new entry that does not fit without
-evicting them is not stored (its rows reuse their older, shorter prefix next time instead of
-thrashing the whole store). Storing is also O(query length), not O(entries): a second index maps
-the digest of each entry's last whole block to the entry, which finds the entries a new one extends.
+it), and least-recently-used entries are evicted beyond the cap. Entries looked up or stored during
+the current call are protected from eviction until `release()`. The cap is `max_bytes`, raised to
+9/8 of the largest working set (the bytes of the entries a call looked up or stored, and still held)
+of the last `WINDOW` calls, and at most `GROWTH` x `max_bytes`: the conversations a run steps
+together stay whole even when they outgrow `max_bytes` (evicting one only to recompute it in the
+next call is all cost), while what they no longer use (finished conversations, one-shot prompts) is
+evicted beyond that; so are, first, the entries that a new one branches off near their end (a
+re-ask's earlier reply). A new entry that does not fit without evicting protected ones is not stored
+(its rows reuse their older, shorter prefix next time instead of thrashing the whole store).
+Storing is also O(query length), not O(entries): a second index maps the digest of each entry's last
+whole block to the entry, which finds the entries a new one extends.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +47,12 @@ class KVEntry:
 
 #: Lookups go through hashes of whole blocks of this many tokens, then refine token by token.
 BLOCK = 16
+#: Calls whose working sets raise the cap (a trial's item step is at most 8 calls: item, then up to
+#: 3 x (extractor, re-ask), then the last extractor), and the most the cap may grow over max_bytes.
+WINDOW = 32
+GROWTH = 4
+#: An entry sharing at least this share of its tokens with a new one that branches off it is a sibling.
+SIBLING = 0.9
 
 
 def block_digests(tokens: np.ndarray) -> list[bytes]:
@@ -76,6 +88,8 @@ class PrefixKVStore:
         self._blocks: dict[bytes, set[int]] = {}  # block digest -> entries holding that block
         self._ends: dict[bytes, set[int]] = {}  # digest of an entry's last whole block -> entries
         self._short: set[int] = set()  # entries shorter than one block
+        self._recent: deque[int] = deque(maxlen=WINDOW)  # working-set bytes of the last calls
+        self._working = 0  # bytes of the protected entries
         self._next_key = 0
         self.evictions = 0
         self.rejected = 0
@@ -83,9 +97,22 @@ class PrefixKVStore:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def cap(self) -> int:
+        """The byte cap now: max_bytes, or 9/8 of the largest recent working set (see module doc)."""
+        working = max(max(self._recent, default=0), self._working)
+        return min(max(self.max_bytes, working + working // 8), GROWTH * self.max_bytes)
+
+    def _protect(self, key: int) -> None:
+        if key not in self._protected:
+            self._protected.add(key)
+            self._working += self._entries[key].nbytes
+
     def clear(self) -> None:
         self._entries.clear()
         self._protected.clear()
+        self._recent.clear()
+        self._working = 0
         self._blocks.clear()
         self._ends.clear()
         self._short.clear()
@@ -104,7 +131,9 @@ class PrefixKVStore:
     def _remove(self, key: int) -> None:
         entry = self._entries.pop(key)
         self.bytes -= entry.nbytes
-        self._protected.discard(key)
+        if key in self._protected:
+            self._protected.discard(key)
+            self._working -= entry.nbytes
         for d in entry.digests:
             keys = self._blocks.get(d)
             if keys is not None:
@@ -137,7 +166,7 @@ class PrefixKVStore:
                 best, best_n = entry, n
         if best is not None:
             self._entries.move_to_end(best.key)
-            self._protected.add(best.key)
+            self._protect(best.key)
         return best, best_n
 
     def put(self, tokens: np.ndarray, kv: Any, nbytes: int, digests: list[bytes] | None = None) -> bool:
@@ -160,8 +189,11 @@ class PrefixKVStore:
                 return False
             if n == len(entry.tokens):
                 superseded.append(key)
+        self._demote_siblings(tokens, digests, superseded)
         freed = sum(self._entries[k].nbytes for k in superseded)
-        need = self.bytes - freed + nbytes - self.max_bytes
+        working = self._working - sum(self._entries[k].nbytes for k in superseded if k in self._protected)
+        cap = max(self.cap, min(working + nbytes + (working + nbytes) // 8, GROWTH * self.max_bytes))
+        need = self.bytes - freed + nbytes - cap
         evict: list[int] = []
         if need > 0:
             for key, entry in self._entries.items():  # oldest first
@@ -187,8 +219,24 @@ class PrefixKVStore:
         else:
             self._short.add(entry.key)
         self.bytes += nbytes
+        self._protect(entry.key)
         return True
 
+    def _demote_siblings(self, tokens: np.ndarray, digests: list[bytes], superseded: list[int]) -> None:
+        """Make the entries that `tokens` branches off near their end the first to evict.
+
+        Such a sibling is the same prompt answered before, differently: a re-ask's earlier reply,
+        whose conversation has moved on to this one. Left in LRU order it would outlive the
+        conversations that were only answered once (and so touched earlier), and evict them.
+        """
+        for key in self._candidates(tokens, digests) - set(superseded):
+            entry = self._entries[key]
+            n = common_prefix_len(entry.tokens, tokens)
+            if n < len(entry.tokens) and n < len(tokens) and n >= SIBLING * len(entry.tokens):
+                self._entries.move_to_end(key, last=False)
+
     def release(self) -> None:
-        """End of a call: entries looked up so far may be evicted again."""
+        """End of a call: entries looked up or stored so far may be evicted again."""
+        self._recent.append(self._working)
         self._protected.clear()
+        self._working = 0

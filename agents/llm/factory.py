@@ -188,6 +188,7 @@ LOCAL_OPTIONS: dict[str, Option] = {
     "device": _matching(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, cuda, cuda:N, mps"),
     "dtype": _one_of(*DTYPES),
     "max_batch_tokens": _integer(1, none="automatic"),
+    "max_decode_tokens": _integer(1, none="CPU: 1 GiB of keys and values; CUDA: max_batch_tokens"),
     "max_cache_bytes": _integer(0, none="CPU 384 MiB, CUDA a quarter of the GPU's memory"),
     "max_context_tokens": _integer(1, none="the model's context"),
     "prefix_cache": _FLAG,

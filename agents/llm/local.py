@@ -298,6 +298,21 @@ def load_model(
         return _LOADED[key]
 
 
+#: CPU: the KV that the rows of one generate call may hold while they decode together.
+_CPU_DECODE_BYTES = 1 << 30
+
+
+def _default_decode_tokens(engine_kv_bytes: int, batch_tokens: int, device: Any) -> int:
+    """CPU: 1 GiB of KV (23,301 tokens in float32 for SmolLM2-135M: the 8 conversations of a --paper
+    batch at item 6, up to about 2,600 tokens each with re-asks, plus a 64-token reply). Each
+    decoding step reads all the weights whatever the rows, so rows decoding together share that
+    cost; with 768 MiB the last items' calls split in two and took twice the steps. CUDA:
+    max_batch_tokens."""
+    if getattr(device, "type", str(device)) != "cuda":
+        return max(batch_tokens, _CPU_DECODE_BYTES // engine_kv_bytes)
+    return batch_tokens
+
+
 def _default_batch_tokens(engine_kv_bytes: int, model: Any, device: Any) -> int:
     """CPU: 4096 buffered tokens per batch (the masked attention scores of a batch grow with rows x
     length^2; 8192 took the default run to 2.4 GB peak, and batching gains little on a CPU).
@@ -315,9 +330,12 @@ def _default_batch_tokens(engine_kv_bytes: int, model: Any, device: Any) -> int:
 class LocalBackend(Backend):
     """A local causal LM answering batches of conversations; see the module docstring.
 
-    max_batch_tokens: cap on rows x padded tokens per forward (KV buffer); None = automatic (CPU
-    4096; CUDA from free memory). prefix_cache: reuse KV of computed prefixes across calls.
-    max_cache_bytes: cap of that store (None: CPU 384 MiB, CUDA a quarter of the GPU's memory).
+    max_batch_tokens: cap on rows x padded tokens per prefill forward (KV buffer); None = automatic
+    (CPU 4096; CUDA from free memory). max_decode_tokens: cap on rows x padded tokens of the rows
+    of a generate call that decode together; None = automatic (CPU 1 GiB of KV; CUDA
+    max_batch_tokens). prefix_cache: reuse KV of computed prefixes across calls.
+    max_cache_bytes: cap of that store (None: CPU 384 MiB, CUDA a quarter of the GPU's memory); it
+    grows to hold the conversations in use (at most 4x, see agents.llm._kvstore).
     max_context_tokens: context limit for dropping old messages (None: the model's).
     convert_cache: write/read the safetensors copy of a GGUF under cache_root().
     """
@@ -332,10 +350,20 @@ class LocalBackend(Backend):
         max_cache_bytes: int | None = None,
         max_context_tokens: int | None = None,
         convert_cache: bool = True,
+        max_decode_tokens: int | None = None,
     ) -> None:
         torch, _ = _heavy()
         lm, tok, info = load_model(model, device=device, dtype=dtype, convert_cache=convert_cache)
-        self._init(lm, tok, info, max_batch_tokens, prefix_cache, max_cache_bytes, max_context_tokens)
+        self._init(
+            lm,
+            tok,
+            info,
+            max_batch_tokens,
+            prefix_cache,
+            max_cache_bytes,
+            max_context_tokens,
+            max_decode_tokens,
+        )
 
     @classmethod
     def from_model(
@@ -348,6 +376,7 @@ class LocalBackend(Backend):
         prefix_cache: bool = True,
         max_cache_bytes: int | None = None,
         max_context_tokens: int | None = None,
+        max_decode_tokens: int | None = None,
     ) -> LocalBackend:
         """Wrap an already loaded transformers model and tokenizer (tests, custom loading)."""
         self = cls.__new__(cls)
@@ -360,7 +389,14 @@ class LocalBackend(Backend):
             "loaded_from": None,
         }
         self._init(
-            model.eval(), tokenizer, info, max_batch_tokens, prefix_cache, max_cache_bytes, max_context_tokens
+            model.eval(),
+            tokenizer,
+            info,
+            max_batch_tokens,
+            prefix_cache,
+            max_cache_bytes,
+            max_context_tokens,
+            max_decode_tokens,
         )
         return self
 
@@ -373,6 +409,7 @@ class LocalBackend(Backend):
         prefix_cache: bool,
         max_cache_bytes: int | None,
         max_context_tokens: int | None,
+        max_decode_tokens: int | None = None,
     ) -> None:
         torch, _ = _heavy()
         from agents.llm._engine import PrefixCachingEngine
@@ -399,6 +436,13 @@ class LocalBackend(Backend):
         if max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
         self.engine.max_batch_tokens = int(max_batch_tokens)
+        if max_decode_tokens is None:
+            max_decode_tokens = _default_decode_tokens(
+                self.engine.kv_bytes_per_token, max_batch_tokens, device
+            )
+        if max_decode_tokens < 1:
+            raise ValueError(f"max_decode_tokens must be >= 1, got {max_decode_tokens}")
+        self.engine.max_decode_tokens = int(max_decode_tokens)
         limit = self.engine.max_positions if max_context_tokens is None else int(max_context_tokens)
         self.max_context_tokens = min(limit, self.engine.max_positions)
         eos = lm.generation_config.eos_token_id if lm.generation_config is not None else None
@@ -488,6 +532,9 @@ class LocalBackend(Backend):
         s = self.engine.stats.as_dict()
         s["cache_entries"] = len(self.engine.store)
         s["cache_bytes"] = self.engine.store.bytes
+        s["cache_cap"] = self.engine.store.cap
+        s["cache_evictions"] = self.engine.store.evictions
+        s["cache_rejected"] = self.engine.store.rejected
         return s
 
     def reset_stats(self) -> None:
@@ -529,6 +576,7 @@ class LocalBackend(Backend):
             "path": self.info["path"],
             "prefix_cache": self.engine.prefix_cache,
             "max_batch_tokens": self.engine.max_batch_tokens,
+            "max_decode_tokens": self.engine.max_decode_tokens,
             "max_cache_bytes": self.engine.store.max_bytes,
             "max_context_tokens": self.max_context_tokens,
             "choice_rule": CHOICE_RULE,
