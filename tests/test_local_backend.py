@@ -519,11 +519,11 @@ def test_policy_generate_mode_with_reuse_equals_without(tokenizer):
     the same records with prefix reuse (and small prefill chunks) as one conversation at a time
     without it; the extractor and re-ask calls reuse prefixes too."""
     import gymnasium as gym
-    from runs.rollout import single as run_episodes
 
     import envs  # noqa: F401
     from agents.base import EpisodeContext
     from agents.llm import GoalPromptedPolicy
+    from runs.rollout import single as run_episodes
 
     def run(backend, batched: bool):
         policy = GoalPromptedPolicy(
