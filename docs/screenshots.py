@@ -1,6 +1,6 @@
 """Make docs/img/report.png and docs/img/play.png with the README's commands (headless Chromium).
 
-    python docs/screenshots.py [--keep DIR]
+    python docs/screenshots.py [--keep DIR] [--img DIR]
 
 Runs, in a temporary folder: the scripted preset with 5 trials and an LLM agent on the fake
 backend (`python -m runs.evaluate --preset scripted ...`), `python -m runs.report DIR --html`, then
@@ -31,8 +31,10 @@ def sh(*argv: str) -> subprocess.Popen:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--keep", metavar="DIR")
+    ap.add_argument("--keep", metavar="DIR", help="keep the run folder here")
+    ap.add_argument("--img", metavar="DIR", default=str(IMG), help=f"where the PNGs go [{IMG.relative_to(ROOT)}]")
     args = ap.parse_args()
+    img = Path(args.img)
     base = Path(args.keep or tempfile.mkdtemp(prefix="shots-"))
     run = base / "study"
     cmds = [
@@ -49,7 +51,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     chromium = next(shutil.which(c) for c in ("chromium", "chromium-browser") if shutil.which(c))
-    IMG.mkdir(parents=True, exist_ok=True)
+    img.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
         page = b.new_page(viewport={"width": 1440, "height": 1000}, device_scale_factor=1)
@@ -60,7 +62,7 @@ def main() -> None:
         page.locator(".ep-dot").nth(7).click(force=True)
         page.wait_for_selector("#episode-view .decision")
         page.mouse.move(700, 5)  # the tooltip goes
-        page.screenshot(path=str(IMG / "report.png"))
+        page.screenshot(path=str(img / "report.png"))
         server = sh(
             "-m",
             "runs.play",
@@ -84,12 +86,12 @@ def main() -> None:
             page.fill("#text", "Someone who cares about good outcomes for others as well as for themselves.")
             page.click("#send")
             page.wait_for_selector("#question[data-kind=choice]")
-            page.screenshot(path=str(IMG / "play.png"))
+            page.screenshot(path=str(img / "play.png"))
         finally:
             server.send_signal(signal.SIGINT)
             server.communicate(timeout=120)
         b.close()
-    print(f"wrote {IMG / 'report.png'} and {IMG / 'play.png'}")
+    print(f"wrote {img / 'report.png'} and {img / 'play.png'}")
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
 
