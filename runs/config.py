@@ -155,7 +155,8 @@ class RunConfig(_Strict):
         "(os.sched_getaffinity) for local models, within memory, else 1 (this process)",
     )
     executor: Literal["local", "ray"] = Field(
-        "local", description="who plays the episodes: local (this machine) or ray (Ray actors; the [ray] extra)"
+        "local",
+        description="who plays the episodes: local (this machine) or ray (Ray actors; the [ray] extra)",
     )
     ray_address: str | None = Field(
         None, description="executor ray: an existing cluster's address (HOST:PORT); none: a local Ray"
@@ -207,7 +208,9 @@ class RunConfig(_Strict):
     @classmethod
     def _address(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^(ray://)?[A-Za-z0-9_.\[\]:-]+:\d{1,5}$", v.strip()):
-            raise ValueError(f"{v!r} is not a Ray address: use HOST:PORT (e.g. 127.0.0.1:6379) or ray://HOST:PORT")
+            raise ValueError(
+                f"{v!r} is not a Ray address: use HOST:PORT (e.g. 127.0.0.1:6379) or ray://HOST:PORT"
+            )
         return None if v is None else v.strip()
 
     @field_validator("instruments")

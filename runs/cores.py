@@ -27,7 +27,14 @@ from typing import Any
 
 from runs.config import RunConfig
 
-__all__ = ["WORKER_MEMORY_BYTES", "CoreChoice", "available_memory", "choose_cores", "local_model", "usable_cores"]
+__all__ = [
+    "WORKER_MEMORY_BYTES",
+    "CoreChoice",
+    "available_memory",
+    "choose_cores",
+    "local_model",
+    "usable_cores",
+]
 
 #: Memory one worker of the default run may reach: the default run's whole process peaked at
 #: 1.93 GB (README, /usr/bin/time -v); rounded up for the prefix store's growth.
@@ -92,7 +99,9 @@ def choose_cores(config: RunConfig, specs: Sequence[str], units: int | None = No
         return CoreChoice(workers, threads, cores, f"workers: {workers} and threads: {threads} as configured")
     if workers is not None:
         t = max(1, cores // workers)
-        return CoreChoice(workers, t, cores, f"workers: {workers} as configured, {cores} usable core(s) shared out")
+        return CoreChoice(
+            workers, t, cores, f"workers: {workers} as configured, {cores} usable core(s) shared out"
+        )
     t = threads or 1
     n = max(1, cores // t)
     why = [
@@ -104,7 +113,9 @@ def choose_cores(config: RunConfig, specs: Sequence[str], units: int | None = No
         fit = max(1, mem // WORKER_MEMORY_BYTES)
         if fit < n:
             n = int(fit)
-            why.append(f"memory: {mem / 1e9:.1f} GB available holds {n} worker(s) of {WORKER_MEMORY_BYTES / 1e9:.1f} GB")
+            why.append(
+                f"memory: {mem / 1e9:.1f} GB available holds {n} worker(s) of {WORKER_MEMORY_BYTES / 1e9:.1f} GB"
+            )
     if units is not None and 0 < units < n:
         n = units
         why.append(f"{units} work unit(s) to play")

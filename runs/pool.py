@@ -74,7 +74,9 @@ def _worker_main(conn: Connection, setup: WorkerSetup) -> None:
 class _Worker:
     def __init__(self, ctx: Any, setup: WorkerSetup, index: int) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, setup), name=f"svo-worker-{index}", daemon=True)
+        self.proc = ctx.Process(
+            target=_worker_main, args=(child, setup), name=f"svo-worker-{index}", daemon=True
+        )
         self.proc.start()
         child.close()
         self.index = index
@@ -117,7 +119,9 @@ class PoolExecutor(Executor):
                         if x.conn.poll():
                             continue  # its last message is waiting: read it first
                         waiting.pop(x.conn, None)
-                        self.lost.append(f"worker {x.index} exited with status {x.proc.exitcode} while starting")
+                        self.lost.append(
+                            f"worker {x.index} exited with status {x.proc.exitcode} while starting"
+                        )
                     continue
                 try:
                     msg = conn.recv()
@@ -242,4 +246,3 @@ class PoolExecutor(Executor):
                 w.proc.join(timeout=5)
             w.conn.close()
         self.workers = []
-

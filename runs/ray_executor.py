@@ -186,7 +186,9 @@ class RayExecutor(Executor):
             left = START_TIMEOUT_S - (time.monotonic() - t0)
             if left <= 0:
                 for a in pending.values():
-                    self.lost.append(f"actor {a.index} ({a.kind}) did not start within {START_TIMEOUT_S:.0f} s")
+                    self.lost.append(
+                        f"actor {a.index} ({a.kind}) did not start within {START_TIMEOUT_S:.0f} s"
+                    )
                     ray.kill(a.handle)
                     self.actors.remove(a)
                 break
@@ -311,4 +313,3 @@ class RayExecutor(Executor):
                 pass
         self.actors = []
         ray.shutdown()
-

@@ -623,19 +623,21 @@ def _work(config: RunConfig, run_dir: Path, store: RunStore, created: bool, *, p
     try:
         try:
             executor, built, info = _executor(config, run_dir, store)
-        except Exception as err:  # a backend that cannot start (missing key or file), a policy that does not fit
+        except Exception as err:  # agents that cannot be built, workers that cannot start
             from agents.llm.backend import BackendError
 
             if isinstance(err, ExecutorError):
                 _err(f"cannot start the workers: {err}")
                 return EXIT_FAILED
-            if not isinstance(
-                err, (AgentSpecError, BackendError, ConfigError, ImportError, OSError, ValueError, WorkerStartError)
-            ):
+            bad_agents = (AgentSpecError, BackendError, ConfigError, ImportError, OSError, ValueError)
+            if not isinstance(err, (*bad_agents, WorkerStartError)):
                 raise
             if created:
                 shutil.rmtree(run_dir, ignore_errors=True)
-            _err(f"cannot build the agents: {err}" + ("" if created else f"; the run in {run_dir} is unchanged"))
+            _err(
+                f"cannot build the agents: {err}"
+                + ("" if created else f"; the run in {run_dir} is unchanged")
+            )
             return EXIT_USAGE
         if created:
             store.set_meta("agents", info["agents"])
@@ -674,7 +676,11 @@ def _executor(
         }
         return executor, built, info
     cache = _cache_path(config, run_dir)
-    threads = choice.threads if config.executor == "local" else (config.threads if isinstance(config.threads, int) else 1)
+    threads = (
+        choice.threads
+        if config.executor == "local"
+        else (config.threads if isinstance(config.threads, int) else 1)
+    )
     setup = WorkerSetup(
         config.model_dump(mode="json"), tuple(specs), None if cache is None else str(cache.resolve()), threads
     )

@@ -83,11 +83,11 @@ class BudgetDesk:
             made, used = ledger.spent()
             limit = self.budget.max_calls
             if limit is not None and made + calls > limit:
-                return (
-                    f"budget: {agent}: {made} model calls made, {calls} more would pass budget.max_calls={limit}"
-                )
+                return f"budget: {agent}: {made} model calls made, {calls} more would pass budget.max_calls={limit}"
             if self.budget.max_tokens is not None and used >= self.budget.max_tokens:
-                return f"budget: {agent}: {used} tokens used, budget.max_tokens={self.budget.max_tokens} reached"
+                return (
+                    f"budget: {agent}: {used} tokens used, budget.max_tokens={self.budget.max_tokens} reached"
+                )
         ledger.spend(calls, tokens)
         return None
 
@@ -124,7 +124,10 @@ class UnitWorker:
             "host": socket.gethostname(),
             "torch_threads": threads,
             "agents": {s: b.describe() for s, b in self.built.items()},
-            "reproducible": {s: dict(zip(("reproducible", "reason"), b.reproducibility(), strict=True)) for s, b in self.built.items()},
+            "reproducible": {
+                s: dict(zip(("reproducible", "reason"), b.reproducibility(), strict=True))
+                for s, b in self.built.items()
+            },
         }
 
     def usage(self) -> tuple[int, int]:
