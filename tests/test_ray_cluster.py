@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -111,7 +112,15 @@ def test_two_node_cluster_matches_local_and_survives_a_killed_actor(tmp_path):
             capture_output=True,
             text=True,
             timeout=3600,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "RAY_TMPDIR": str(ray_tmp)},
+            env={
+                **os.environ,
+                "PYTHONPATH": str(ROOT),
+                "RAY_TMPDIR": str(ray_tmp),
+                # the cluster's own token (Ray's token authentication), known to every process in
+                # the namespace and nowhere else; ~/.ray is not touched
+                "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN": secrets.token_hex(32),
+            },
         )
         assert r.returncode == 0, r.stderr[-4000:]
         report = json.loads(r.stdout.strip().splitlines()[-1])
