@@ -1,13 +1,14 @@
 """How a local run uses the cores of one machine: worker processes or torch threads, and how many.
 
-The choice, by measurement (bench/bench_scale.py, docs/scale.md): for the local models (the
-embedded SmolLM2 and any Hugging Face model on CPU), one single-thread worker process per core
-beats one process with a thread per core. A 135M-parameter model's matrices are too small for
-torch's threads to share well (the threads synchronise at every operator), and on a CPU that other
-work shares, spinning threads collapse (two threads ran 12x slower than one at load average 6),
-while processes slow down only in proportion. Single-thread workers also keep the records
-independent of the machine: float rounding depends on the thread count, never on the worker count
-(every worker plays the same units the same way, runs/executors.py).
+The choice, by measurement (bench/bench_scale.py; docs/scale.md has the table): for the local
+models (the embedded SmolLM2 and any Hugging Face model on CPU), single-thread worker processes,
+one per core, not one process with a thread per core. On the 2-core development VM while other
+work loaded it (load average 3.4-4.3), `bench_scale.py --quick` gave, against one process on one
+thread: 2 processes 1.11x in the episode loop, 2 threads 0.29x (spinning threads collapse when
+another process wants the core; processes slow down only in proportion). And only the processes
+gave the one-process records: another thread count changes float rounding (the threads' records
+differed), the worker count does not (every worker plays the same units the same way,
+runs/executors.py), so single-thread workers also keep the records independent of the machine.
 
 So `workers: auto` with `threads: auto` (or 1) gives one worker per core the process may use
 (`os.sched_getaffinity`, not the machine's total: a container or `taskset` limits it), each on one

@@ -9,12 +9,13 @@ writer, whichever executor played it.
 - `RayExecutor` (executor: ray; runs/ray_executor.py): Ray actors, on one machine or a cluster.
 
 Every executor plays the same *units* the same way, so the records do not depend on which one ran
-them, or on how many workers it had: a unit is the episodes of one (agent, instrument, trial,
-value, prompt set, framing), i.e. a value's goal conditions and option orders, which share the
-episode seed and hence the value-induction and goal calls (one induction serves them all); a unit
-is played alone, `batch_size` episodes stepped together, after `reset_prefix_cache` on every
-backend, so its float rounding does not depend on what its worker played before (float32 on CPU:
-the same records, bit for bit, whatever the executor; tested). Workers build their agents once.
+them, or on how many workers it had. A unit is whole cells of one trial, up to `batch_size`
+episodes (`work_units`); a cell is a value's goal conditions and option orders (one agent,
+instrument, trial, prompt set and framing), which share the episode seed and hence the
+value-induction and goal calls (one induction serves them all). A unit is played alone,
+`batch_size` episodes stepped together, after `reset_prefix_cache` on every backend, so its float
+rounding does not depend on what its worker played before (float32 on CPU: the same records, bit
+for bit, whatever the executor; tested). Workers build their agents once.
 
 An executor yields `Finished` results as episodes end; it never writes.
 """
@@ -62,14 +63,27 @@ def episode_groups(pending: Sequence[EpisodeSpec]) -> list[list[EpisodeSpec]]:
     return list(groups.values())
 
 
-def work_units(groups: Sequence[Sequence[EpisodeSpec]]) -> list[list[EpisodeSpec]]:
-    """The groups cut into units (see the module doc): one (agent, instrument, trial, value, prompt
-    set, framing) each, its goal conditions and orders together, plan order kept."""
-    units: dict[tuple, list[EpisodeSpec]] = {}
-    for g in groups:
-        for e in g:
-            units.setdefault((e.agent, e.instrument, e.trial, e.value, e.prompt_set, e.framing), []).append(e)
-    return [sorted(u, key=lambda e: e.seq) for u in units.values()]
+def work_units(groups: Sequence[Sequence[EpisodeSpec]], batch_size: int) -> list[list[EpisodeSpec]]:
+    """The groups cut into units (see the module doc), each in plan order. A cell is the episodes of
+    one (agent, instrument, trial, value, prompt set, framing): a value's goal conditions and orders,
+    which share the episode seed. Within each (agent, instrument, trial), whole cells (in the order
+    of their first episode) join one unit while it holds at most `batch_size` episodes (a larger
+    cell is a unit alone), so a unit is at most one batch of the local executor's size, and no
+    cell is split between workers."""
+    units: list[list[EpisodeSpec]] = []
+    for group in groups:
+        cells: dict[tuple, list[EpisodeSpec]] = {}
+        for e in sorted(group, key=lambda e: e.seq):
+            cells.setdefault((e.agent, e.instrument, e.trial, e.value, e.prompt_set, e.framing), []).append(e)
+        current: list[EpisodeSpec] = []
+        for cell in cells.values():
+            if current and len(current) + len(cell) > batch_size:
+                units.append(sorted(current, key=lambda e: e.seq))
+                current = []
+            current = current + cell
+        if current:
+            units.append(sorted(current, key=lambda e: e.seq))
+    return units
 
 
 def play_unit(
@@ -141,7 +155,7 @@ class LocalExecutor(Executor):
     def results(
         self, groups: Sequence[Sequence[EpisodeSpec]], on_steps: Callable[[int], None] | None = None
     ) -> Iterator[Finished]:
-        for unit in work_units(groups):
+        for unit in work_units(groups, self.config.batch_size):
             for batch in play_unit(unit, self.config, self.agents, self.backends, on_steps):
                 yield from batch
 

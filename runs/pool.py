@@ -143,7 +143,7 @@ class PoolExecutor(Executor):
     ) -> Iterator[Finished]:
         if not self.workers:
             self.start()
-        queue = collections.deque(work_units(groups))
+        queue = collections.deque(work_units(groups, self.config.batch_size))
         written: set[str] = set()
         idle = list(self.workers)
         busy: dict[Connection, _Worker] = {}

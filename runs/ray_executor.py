@@ -224,7 +224,7 @@ class RayExecutor(Executor):
     ) -> Iterator[Finished]:
         if not self.actors:
             self.start()
-        queue = collections.deque(work_units(groups))
+        queue = collections.deque(work_units(groups, self.config.batch_size))
         written: set[str] = set()
         idle = list(self.actors)
         busy: dict[Any, _Actor] = {}

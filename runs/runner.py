@@ -663,7 +663,7 @@ def _executor(
 
     specs = _specs(config)
     done = store.completed()
-    units = len(work_units([[e for e in plan(config) if e.key not in done]]))
+    units = len(work_units(episode_groups([e for e in plan(config) if e.key not in done]), config.batch_size))
     choice = choose_cores(config, specs, units=units)
     if config.executor == "local" and choice.workers == 1:
         _set_threads(choice.threads, specs)

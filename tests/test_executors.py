@@ -22,7 +22,7 @@ import pytest
 
 from runs.config import load_config
 from runs.cores import WORKER_MEMORY_BYTES, choose_cores, usable_cores
-from runs.executors import work_units
+from runs.executors import episode_groups, work_units
 from runs.plan import plan
 from runs.store import DB, DECISIONS, EPISODES, RunStore
 
@@ -53,16 +53,34 @@ def _records(run: Path) -> tuple[bytes, bytes]:
 # -- units and the core choice ---------------------------------------------------------------------
 
 
-def test_units_keep_a_values_goals_and_orders_together_in_plan_order():
+def test_units_are_whole_cells_of_a_trial_up_to_a_batch_in_plan_order():
     cfg = load_config(None, {"trials": 2, "goal": "both", "orders": ["fixed", "reversed", "permuted"]})
     eps = plan(cfg)
-    units = work_units([eps[:5], eps[5:]])  # group boundaries do not matter
-    assert sorted(e.seq for u in units for e in u) == list(range(len(eps)))
-    assert len(units) == 2 * 4  # trials x values
-    for u in units:
-        assert [e.seq for e in u] == sorted(e.seq for e in u)
-        assert len({(e.trial, e.value, e.seed) for e in u}) == 1
-        assert {(e.goal, e.order) for e in u} == {(g, o) for g in (True, False) for o in cfg.orders}
+    groups = episode_groups(eps)
+    for size, per_unit in ((6, 6), (12, 12), (24, 24), (1, 6), (8, 6), (100, 24)):
+        units = work_units(groups, size)
+        assert sorted(e.seq for u in units for e in u) == list(range(len(eps)))
+        assert {len(u) for u in units} == {per_unit}, size
+        for u in units:
+            assert [e.seq for e in u] == sorted(e.seq for e in u)
+            assert len({e.trial for e in u}) == 1  # never across trials
+        cells = {(e.trial, e.value) for e in eps}
+        for cell in cells:  # a cell (a value's goals x orders, one seed) is never split
+            assert sum(any((e.trial, e.value) == cell for e in u) for u in units) == 1
+    # the default run: 4 units of 4 (one per value), the local executor's batches
+    d = load_config(None, {})
+    assert [len(u) for u in work_units(episode_groups(plan(d)), d.batch_size)] == [4, 4, 4, 4]
+
+
+def test_who_plays_a_run_is_not_part_of_its_resume_view():
+    base = load_config(None, {}).resume_view()
+    for over in (
+        {"executor": "ray", "ray_address": "127.0.0.1:6379", "ray_actors": 3, "gpus_per_actor": 0.5},
+        {"workers": 7},
+        {"workers": 1},
+    ):
+        assert load_config(None, over).resume_view() == base, over
+    assert load_config(None, {"threads": 2}).resume_view() != base  # threads change float rounding
 
 
 def _cores(monkeypatch, n: int, mem: float | None = 64e9) -> None:

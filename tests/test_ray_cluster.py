@@ -34,11 +34,11 @@ SHORT = [
 ]  # shorter setup replies: a small test
 SLIDER = [
     "--agents", "llm:embedded", "--values", "prosocial", "competitive", "--goal", "on",
-    "--orders", "fixed", "reversed", "--cache", "run", *SHORT,
+    "--orders", "fixed", "reversed", "--cache", "run", "--batch-size", "2", *SHORT,
 ]  # fmt: skip  # 4 episodes in 2 units (one per value)
 SCENARIO = [
     "--scenario", "prisoners_dilemma", "--agents", "*=llm:embedded", "--values", "prosocial", "competitive",
-    "--cache", "run", *SHORT,
+    "--cache", "run", "--batch-size", "2", *SHORT,
 ]  # fmt: skip  # 4 episodes in 2 units
 KILL = [*SLIDER, "--batch-size", "1"]  # a unit's two episodes in two batches: one is written before the kill
 
