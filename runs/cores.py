@@ -1,14 +1,15 @@
 """How a local run uses the cores of one machine: worker processes or torch threads, and how many.
 
-The choice, by measurement (bench/bench_scale.py; docs/scale.md has the table): for the local
-models (the embedded SmolLM2 and any Hugging Face model on CPU), single-thread worker processes,
-one per core, not one process with a thread per core. On the 2-core development VM while other
-work loaded it (load average 3.4-4.3), `bench_scale.py --quick` gave, against one process on one
-thread: 2 processes 1.11x in the episode loop, 2 threads 0.29x (spinning threads collapse when
-another process wants the core; processes slow down only in proportion). And only the processes
-gave the one-process records: another thread count changes float rounding (the threads' records
-differed), the worker count does not (every worker plays the same units the same way,
-runs/executors.py), so single-thread workers also keep the records independent of the machine.
+The choice, by measurement (bench/bench_scale.py; docs/scale.md has the tables, taken on the 2-core
+development VM while other work shared it): for the local models (the embedded SmolLM2 and any
+Hugging Face model on CPU), single-thread worker processes, one per core, not one process with a
+thread per core. On the default run at load average 1-2, against one process on one thread:
+2 processes 1.89x (2.02x in the episode loop), 2 threads 1.41x; at load average 3.4-4.3
+(`--quick`): 2 processes 1.11x, 2 threads 0.29x (spinning threads collapse when another process
+wants the core; processes slow down only in proportion). And only the processes gave the
+one-process records: another thread count changes float rounding, the worker count does not
+(every worker plays the same units the same way, runs/executors.py), so single-thread workers
+also keep the records independent of the machine.
 
 So `workers: auto` with `threads: auto` (or 1) gives one worker per core the process may use
 (`os.sched_getaffinity`, not the machine's total: a container or `taskset` limits it), each on one
@@ -37,8 +38,9 @@ __all__ = [
     "usable_cores",
 ]
 
-#: Memory one worker of the default run may reach: the default run's whole process peaked at
-#: 1.93 GB (README, /usr/bin/time -v); rounded up for the prefix store's growth.
+#: Memory set aside per worker: the default run's whole process peaked at 1.93 GB (README,
+#: /usr/bin/time -v) and 2 workers with their driver at 3.3 GB (bench_scale.py); rounded up for
+#: the prefix store's growth on longer conversations.
 WORKER_MEMORY_BYTES = 2_500_000_000
 
 
