@@ -33,6 +33,9 @@ SCRIPTED = [
     "--trials", "6", "--seed", "3", "--cache", "off", "--batch-size", "3",
 ]  # fmt: skip  # 192 episodes
 FAKE = "llm:fake:A|B|C"
+# long enough (about 3 s of worker time) that a kill lands while workers are busy: 1280 episodes,
+# one per batch
+KILL_GRID = [*SCRIPTED, "--trials", "40", "--batch-size", "1"]
 
 
 def _evaluate(run: Path, *argv: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -151,6 +154,14 @@ def reference(tmp_path_factory) -> Path:
     return run
 
 
+@pytest.fixture(scope="module")
+def kill_reference(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("kref") / "local"
+    r = _evaluate(run, *KILL_GRID, "--workers", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return run
+
+
 def test_worker_processes_write_the_records_of_one_process(tmp_path, reference):
     r = _evaluate(tmp_path / "pool", *SCRIPTED, "--workers", "2")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -177,9 +188,9 @@ def _execution(run: Path) -> dict | None:
         return None
 
 
-def test_a_killed_worker_costs_only_its_unit_and_nothing_is_duplicated(tmp_path, reference):
+def test_a_killed_worker_costs_only_its_unit_and_nothing_is_duplicated(tmp_path, kill_reference):
     run = tmp_path / "killed"
-    argv = [*SCRIPTED, "--workers", "2", "--batch-size", "1"]
+    argv = [*KILL_GRID, "--workers", "2"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "runs.evaluate", "--run-dir", str(run), "--no-progress", *argv],
         cwd=tmp_path,
@@ -197,14 +208,14 @@ def test_a_killed_worker_costs_only_its_unit_and_nothing_is_duplicated(tmp_path,
     os.kill(victim, signal.SIGKILL)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
-    assert _records(run) == _records(reference)  # scripted agents: the same records, none twice
+    assert _records(run) == _records(kill_reference)  # scripted agents: the same records, none twice
     ex = RunStore.read(run).meta("execution")
     assert any(f"pid {victim}" in x for x in ex["lost"]), ex
 
 
-def test_no_worker_left_is_a_clear_error_and_the_run_resumes(tmp_path, reference):
+def test_no_worker_left_is_a_clear_error_and_the_run_resumes(tmp_path, kill_reference):
     run = tmp_path / "all-dead"
-    argv = [*SCRIPTED, "--workers", "2", "--batch-size", "1"]
+    argv = [*KILL_GRID, "--workers", "2"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "runs.evaluate", "--run-dir", str(run), "--no-progress", *argv],
         cwd=tmp_path,
@@ -223,10 +234,10 @@ def test_no_worker_left_is_a_clear_error_and_the_run_resumes(tmp_path, reference
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, err[-2000:]
     assert "no worker left" in err and "--resume" in err and "Traceback" not in err
-    assert 0 < _count(run) < 192
+    assert 0 < _count(run) < 1280
     r = _evaluate(run.parent / "x", "--resume", str(run))
     assert r.returncode == 0, r.stderr[-2000:]
-    assert _records(run) == _records(reference)
+    assert _records(run) == _records(kill_reference)
 
 
 def test_a_budget_is_never_exceeded_by_parallel_workers_and_resume_finishes(tmp_path):
