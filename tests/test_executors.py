@@ -240,6 +240,55 @@ def test_no_worker_left_is_a_clear_error_and_the_run_resumes(tmp_path, kill_refe
     assert _records(run) == _records(kill_reference)
 
 
+def _gone(pid: int, timeout: float = 30) -> bool:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+                if f.read().split(") ")[-1].startswith("Z"):
+                    return True  # a zombie has ended (its parent has not reaped it yet)
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_driver_takes_its_workers_with_it_and_the_run_resumes(tmp_path, kill_reference, sig):
+    run = tmp_path / "stopped"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runs.evaluate",
+            "--run-dir",
+            str(run),
+            "--no-progress",
+            *KILL_GRID,
+            "--workers",
+            "2",
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    t0 = time.monotonic()
+    while (ex := _execution(run) if (run / DB).is_file() else None) is None or _count(run) < 3:
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.monotonic() - t0 < 120, "timed out"
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert all(_gone(pid) for pid in ex["worker_pids"])
+    r = _evaluate(run.parent / "x", "--resume", str(run))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _records(run) == _records(kill_reference)
+
+
 def test_a_budget_is_never_exceeded_by_parallel_workers_and_resume_finishes(tmp_path):
     argv = ["--agents", FAKE, "--mode", "generate", "--values", "prosocial", "competitive", "--goal", "both"]
     argv += ["--trials", "3", "--batch-size", "1", "--workers", "2", "--cache", "off"]
