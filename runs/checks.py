@@ -168,3 +168,17 @@ def check_run(config: RunConfig) -> None:
     else:
         _check_instruments(config)
     _check_size(config)
+    _check_executor(config)
+
+
+def _check_executor(config: RunConfig) -> None:
+    """executor: ray needs Ray installed; Ray settings without it are a mistake worth naming."""
+    import importlib.util
+
+    if config.executor == "ray":
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError('executor: ray needs Ray, which is not installed: pip install -e ".[ray]"')
+        return
+    given = [k for k in ("ray_address", "ray_actors") if getattr(config, k) is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} set, but executor is {config.executor!r}: add --executor ray")

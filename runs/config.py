@@ -144,10 +144,35 @@ class RunConfig(_Strict):
     batch_size: int = Field(
         8, ge=1, le=100_000, description="episodes stepped together; a kill loses at most one batch"
     )
-    threads: int | None = Field(
+    threads: int | Literal["auto"] | None = Field(
+        "auto",
+        description="torch CPU threads per process for local models; auto (or None): 1 per worker "
+        "process, or the usable cores divided among `workers` when that is set (runs/cores.py)",
+    )
+    workers: int | Literal["auto"] = Field(
+        "auto",
+        description="executor local: processes playing episodes; auto: one per usable core "
+        "(os.sched_getaffinity) for local models, within memory, else 1 (this process)",
+    )
+    executor: Literal["local", "ray"] = Field(
+        "local",
+        description="who plays the episodes: local (this machine) or ray (Ray actors; the [ray] extra)",
+    )
+    ray_address: str | None = Field(
+        None, description="executor ray: an existing cluster's address (HOST:PORT); none: a local Ray"
+    )
+    ray_actors: int | None = Field(
         None,
         ge=1,
-        description="torch CPU threads for local models (None: torch's default); 1 on a shared CPU",
+        description="executor ray: single-thread CPU actors (none: one per cluster CPU when there are "
+        "no GPU actors, else 0)",
+    )
+    gpus_per_actor: float = Field(
+        1.0,
+        ge=0.0,
+        le=64.0,
+        allow_inf_nan=False,
+        description="executor ray: GPUs per GPU actor (one actor per GPU by default; 0: no GPU actors)",
     )
     ci_level: float = Field(0.95, gt=0.0, lt=1.0, description="interval level")
     convention: Literal["interval", "ideal"] = Field(
@@ -170,6 +195,22 @@ class RunConfig(_Strict):
                 "no '..'); to choose the folder, use --results-dir or --run-dir"
             )
         return v
+
+    @field_validator("threads", "workers")
+    @classmethod
+    def _positive(cls, v: int | str | None) -> int | str | None:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"{v} must be a whole number >= 1, or auto")
+        return v
+
+    @field_validator("ray_address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^(ray://)?[A-Za-z0-9_.\[\]:-]+:\d{1,5}$", v.strip()):
+            raise ValueError(
+                f"{v!r} is not a Ray address: use HOST:PORT (e.g. 127.0.0.1:6379) or ray://HOST:PORT"
+            )
+        return None if v is None else v.strip()
 
     @field_validator("instruments")
     @classmethod
@@ -237,7 +278,8 @@ class RunConfig(_Strict):
 
 #: Keys that define the episodes and how agents act (threads included: another thread count
 #: changes float rounding, hence sampled text); the others (where results go, budget, cache,
-#: batch size, report settings) may change when a run is resumed.
+#: batch size, report settings, and who plays the episodes: executor, workers, Ray settings, since
+#: every executor plays the same units the same way) may change when a run is resumed.
 RESUME_KEYS = (
     "agents",
     "prompt_sets",

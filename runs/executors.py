@@ -4,8 +4,18 @@ the episode seed, so the paired design holds and the response cache serves the r
 calls), and writes every finished episode through the run store itself: the store stays the single
 writer, whichever executor played it.
 
-- `LocalExecutor` (executor: local): this process, `batch_size` episodes stepped together.
-- `executor: ray` (runs/ray_executor.py): Ray actors, each building its own agents once.
+- `LocalExecutor` (executor: local, one worker): this process.
+- `PoolExecutor` (executor: local, workers > 1; runs/pool.py): worker processes of this machine.
+- `RayExecutor` (executor: ray; runs/ray_executor.py): Ray actors, on one machine or a cluster.
+
+Every executor plays the same *units* the same way, so the records do not depend on which one ran
+them, or on how many workers it had. A unit is whole cells of one trial, up to `batch_size`
+episodes (`work_units`); a cell is a value's goal conditions and option orders (one agent,
+instrument, trial, prompt set and framing), which share the episode seed and hence the
+value-induction and goal calls (one induction serves them all). A unit is played alone,
+`batch_size` episodes stepped together, after `reset_prefix_cache` on every backend, so its float
+rounding does not depend on what its worker played before (float32 on CPU: the same records, bit
+for bit, whatever the executor; tested). Workers build their agents once.
 
 An executor yields `Finished` results as episodes end; it never writes.
 """
@@ -20,7 +30,20 @@ from typing import Any
 from runs.config import RunConfig
 from runs.plan import EpisodeSpec
 
-__all__ = ["Executor", "Finished", "LocalExecutor", "episode_groups"]
+__all__ = [
+    "Executor",
+    "ExecutorError",
+    "Finished",
+    "LocalExecutor",
+    "episode_groups",
+    "play_unit",
+    "work_units",
+]
+
+
+class ExecutorError(RuntimeError):
+    """Workers are gone (every worker died) or failed in a way a retry elsewhere cannot mend: the
+    run stops with exit status 1, finished episodes kept, resumable."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +63,55 @@ def episode_groups(pending: Sequence[EpisodeSpec]) -> list[list[EpisodeSpec]]:
     return list(groups.values())
 
 
+def work_units(groups: Sequence[Sequence[EpisodeSpec]], batch_size: int) -> list[list[EpisodeSpec]]:
+    """The groups cut into units (see the module doc), each in plan order. A cell is the episodes of
+    one (agent, instrument, trial, value, prompt set, framing): a value's goal conditions and orders,
+    which share the episode seed. Within each (agent, instrument, trial), whole cells (in the order
+    of their first episode) join one unit while it holds at most `batch_size` episodes (a larger
+    cell is a unit alone), so a unit is at most one batch of the local executor's size, and no
+    cell is split between workers."""
+    units: list[list[EpisodeSpec]] = []
+    for group in groups:
+        cells: dict[tuple, list[EpisodeSpec]] = {}
+        for e in sorted(group, key=lambda e: e.seq):
+            cells.setdefault((e.agent, e.instrument, e.trial, e.value, e.prompt_set, e.framing), []).append(e)
+        current: list[EpisodeSpec] = []
+        for cell in cells.values():
+            if current and len(current) + len(cell) > batch_size:
+                units.append(sorted(current, key=lambda e: e.seq))
+                current = []
+            current = current + cell
+        if current:
+            units.append(sorted(current, key=lambda e: e.seq))
+    return units
+
+
+def play_unit(
+    unit: Sequence[EpisodeSpec],
+    config: RunConfig,
+    agents: Mapping[str, Any],
+    backends: Sequence[Any] = (),
+    on_steps: Callable[[int], None] | None = None,
+) -> Iterator[list[Finished]]:
+    """Play one unit: reset every backend's prefix cache, then `config.batch_size` episodes stepped
+    together; yields each batch's finished episodes. The one way every executor plays."""
+    from runs.episodes import build_game, records
+    from runs.rollout import play
+
+    for b in backends:
+        b.reset_prefix_cache()
+    size = config.batch_size
+    for i in range(0, len(unit), size):
+        batch = unit[i : i + size]
+        built = [build_game(e, config, agents) for e in batch]
+        played = play([g for g, _ in built], on_decisions=on_steps)
+        out = []
+        for e, (_, seats), p in zip(batch, built, played, strict=True):
+            ep, decs = records(e, p, seats)
+            out.append(Finished(e, ep, decs))
+        yield out
+
+
 class Executor(ABC):
     """Plays groups of episodes and yields each finished one (in any order)."""
 
@@ -56,33 +128,42 @@ class Executor(ABC):
         """What the manifest records about how the run was executed."""
         return {"executor": self.name}
 
+    def usage(self) -> tuple[int, int] | None:
+        """Model calls and cache hits made by the executor's own workers; None: the runner counts
+        them on the agents it built (the executor plays with those)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - a documented default: most executors hold nothing
         """Release workers (nothing for the local executor)."""
 
 
 class LocalExecutor(Executor):
-    """This process: the groups' episodes in plan order, `config.batch_size` stepped together."""
+    """This process: the units in plan order (see `play_unit`), with the agents the runner built."""
 
     name = "local"
 
-    def __init__(self, config: RunConfig, agents: Mapping[str, Any]) -> None:
-        self.config, self.agents = config, dict(agents)
+    def __init__(
+        self,
+        config: RunConfig,
+        agents: Mapping[str, Any],
+        backends: Sequence[Any] = (),
+        choice: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.config, self.agents, self.backends = config, dict(agents), list(backends)
+        self.choice = dict(choice or {})
 
     def results(
         self, groups: Sequence[Sequence[EpisodeSpec]], on_steps: Callable[[int], None] | None = None
     ) -> Iterator[Finished]:
-        from runs.episodes import build_game, records
-        from runs.rollout import play
-
-        pending = [e for g in groups for e in g]
-        size = self.config.batch_size
-        for i in range(0, len(pending), size):
-            batch = pending[i : i + size]
-            built = [build_game(e, self.config, self.agents) for e in batch]
-            played = play([g for g, _ in built], on_decisions=on_steps)
-            for e, (_, seats), p in zip(batch, built, played, strict=True):
-                ep, decs = records(e, p, seats)
-                yield Finished(e, ep, decs)
+        for unit in work_units(groups, self.config.batch_size):
+            for batch in play_unit(unit, self.config, self.agents, self.backends, on_steps):
+                yield from batch
 
     def describe(self) -> dict[str, Any]:
-        return {"executor": self.name, "batch_size": self.config.batch_size}
+        return {
+            "executor": self.name,
+            "mode": "this process",
+            **self.choice,
+            "workers": 1,
+            "batch_size": self.config.batch_size,
+        }

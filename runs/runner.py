@@ -26,7 +26,7 @@ from typing import Any
 from runs.agents import BuiltAgent, build
 from runs.checks import check_run, check_writable, uses_llm
 from runs.config import CONFIG_DIR, ConfigError, RunConfig, apply_overrides, preset_path, read_yaml, validate
-from runs.executors import Executor, LocalExecutor, episode_groups
+from runs.executors import Executor, ExecutorError, LocalExecutor, episode_groups, work_units
 from runs.plan import EPISODE_SEED_RULE, EpisodeSpec, plan
 from runs.store import RunStore, StoreError, code_version, environment
 
@@ -135,33 +135,42 @@ def run(
     pending = [e for e in episodes if e.key not in done]
     bar = _Progress(progress, sum(_steps(e, config) for e in pending), "evaluating")
     outcome = RunOutcome(done=len(done), planned=len(episodes), new=0)
-    executor = executor or LocalExecutor(config, {s: b.agent for s, b in agents.items()})
+    executor = executor or LocalExecutor(
+        config, {s: b.agent for s, b in agents.items()}, [b.backend for b in agents.values() if b.backend]
+    )
     try:
         for finished in executor.results(episode_groups(pending), on_steps=bar.advance):
             store.add_episode(finished.spec.seq, finished.episode, finished.decisions)
             outcome.done += 1
             outcome.new += 1
-            bar.note(_calls_note(agents))
+            bar.note(_calls_note(agents, executor))
     except KeyboardInterrupt:
         outcome.interrupted = True
     except BudgetExceeded as err:
         outcome.budget, outcome.error = True, str(err)
-    except BackendError as err:
+    except (BackendError, ExecutorError) as err:
         outcome.error = str(err)
     finally:
         bar.stop()
-        for b in agents.values():
-            if b.stats is not None:
-                outcome.model_calls += b.stats.conversations
-            if b.cache is not None:
-                outcome.cache_hits += b.cache.hits
+        outcome.model_calls, outcome.cache_hits = _usage(agents, executor)
     return outcome
 
 
-def _calls_note(agents: Mapping[str, BuiltAgent]) -> str:
+def _usage(agents: Mapping[str, BuiltAgent], executor: Executor) -> tuple[int, int]:
+    """Model calls and cache hits so far: the executor's workers', or the runner's own agents'."""
+    counted = executor.usage()
+    if counted is not None:
+        return counted
     calls = sum(b.stats.conversations for b in agents.values() if b.stats is not None)
     hits = sum(b.cache.hits for b in agents.values() if b.cache is not None)
-    return f"model calls {calls}, cache hits {hits}" if any(b.stats for b in agents.values()) else ""
+    return calls, hits
+
+
+def _calls_note(agents: Mapping[str, BuiltAgent], executor: Executor) -> str:
+    if executor.usage() is None and not any(b.stats for b in agents.values()):
+        return ""
+    calls, hits = _usage(agents, executor)
+    return f"model calls {calls}, cache hits {hits}"
 
 
 # -- command line -------------------------------------------------------------------------------
@@ -242,8 +251,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", help="response cache: shared, run or off")
     p.add_argument("--batch-size", type=int, help="episodes stepped together")
     p.add_argument(
-        "--threads", type=int, help="torch CPU threads for local models (1 is fastest on a busy CPU)"
+        "--threads",
+        type=_count_or_auto,
+        metavar="N|auto",
+        help="torch CPU threads per process for local models (auto: 1 per worker process)",
     )
+    p.add_argument(
+        "--workers",
+        type=_count_or_auto,
+        metavar="N|auto",
+        help="local worker processes (auto: one per usable core for local models; see docs/scale.md)",
+    )
+    p.add_argument("--executor", choices=("local", "ray"), help="who plays the episodes: local or ray")
+    p.add_argument(
+        "--ray-address", metavar="HOST:PORT", help="executor ray: an existing cluster (default: a local Ray)"
+    )
+    p.add_argument("--ray-actors", type=int, metavar="N", help="executor ray: single-thread CPU actors")
+    p.add_argument("--gpus-per-actor", type=float, metavar="G", help="executor ray: GPUs per GPU actor [1]")
     p.add_argument("--scenario", metavar="ID_OR_PATH", help="play a dilemma scenario (id or YAML path)")
     p.add_argument("--rounds", type=int, help="scenario runs: rounds per episode")
     p.add_argument("--name", help="run name: results/<name> (an existing run of that name is resumed)")
@@ -255,6 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit; nothing is written")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def _count_or_auto(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1 or auto") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1 or auto")
+    return n
 
 
 _FLAG_KEYS = {
@@ -275,6 +311,11 @@ _FLAG_KEYS = {
     "cache": "cache",
     "batch_size": "batch_size",
     "threads": "threads",
+    "workers": "workers",
+    "executor": "executor",
+    "ray_address": "ray_address",
+    "ray_actors": "ray_actors",
+    "gpus_per_actor": "gpus_per_actor",
     "scenario": "scenario",
     "rounds": "rounds",
     "name": "name",
@@ -346,15 +387,16 @@ def _llm_kwargs(config: RunConfig) -> dict[str, Any]:
     }
 
 
-def _set_threads(config: RunConfig, specs: Sequence[str]) -> None:
-    """Apply `threads` to torch when a model agent will use it (a speed setting only)."""
-    if config.threads is None or not any(a.startswith(("llm:", "rl:")) for a in specs):
+def _set_threads(threads: int, specs: Sequence[str]) -> None:
+    """Set torch's threads in this process when a model agent will use it (a speed setting, and a
+    rounding one: records depend on it, so it is part of the resume view)."""
+    if not any(a.startswith(("llm:", "rl:")) for a in specs):
         return
     try:
         import torch
     except ImportError:
         return  # the agents that need torch say so themselves when they are built
-    torch.set_num_threads(config.threads)
+    torch.set_num_threads(threads)
 
 
 def _specs(config: RunConfig) -> list[str]:
@@ -460,7 +502,7 @@ def _prepare(args: argparse.Namespace, argv: Sequence[str]) -> tuple[RunConfig, 
     config, run_dir, source = resolve(args)
     check_run(config)
     check_writable(run_dir)
-    plain = set(_overrides(args)) <= {"name", "results_dir", "cache", "batch_size", "threads"}
+    plain = set(_overrides(args)) <= {"name", "results_dir", "cache", "batch_size", "threads", "workers"}
     if plain and not (args.config or args.paper or args.preset or args.resume or args.scenario):
         print(DEFAULT_NOTE, file=sys.stderr)
     n = len(plan(config))
@@ -574,23 +616,86 @@ def _main(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _work(config: RunConfig, run_dir: Path, store: RunStore, created: bool, *, progress: bool) -> int:
     from agents.registry import AgentSpecError
+    from runs.workers import WorkerStartError
 
-    _set_threads(config, _specs(config))
     store.note_budget(config.budget.model_dump())
+    executor: Executor | None = None
     try:
-        built = _build_agents(config, run_dir, store)
-    except Exception as err:  # a backend that cannot start (missing key or file), a policy that does not fit
-        from agents.llm.backend import BackendError
+        try:
+            executor, built, info = _executor(config, run_dir, store)
+        except Exception as err:  # agents that cannot be built, workers that cannot start
+            from agents.llm.backend import BackendError
 
-        if not isinstance(err, (AgentSpecError, BackendError, ConfigError, ImportError, OSError, ValueError)):
-            raise
+            if isinstance(err, ExecutorError):
+                _err(f"cannot start the workers: {err}")
+                return EXIT_FAILED
+            bad_agents = (AgentSpecError, BackendError, ConfigError, ImportError, OSError, ValueError)
+            if not isinstance(err, (*bad_agents, WorkerStartError)):
+                raise
+            if created:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            _err(
+                f"cannot build the agents: {err}"
+                + ("" if created else f"; the run in {run_dir} is unchanged")
+            )
+            return EXIT_USAGE
         if created:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        _err(f"cannot build the agents: {err}" + ("" if created else f"; the run in {run_dir} is unchanged"))
-        return EXIT_USAGE
-    if created:
-        store.set_meta("agents", {s: b.describe() for s, b in built.items()})
-        store.set_meta("reproducible", {s: _claim_dict(b) for s, b in built.items()})
-    t0 = time.time()
-    outcome = run(config, store, built, progress=progress)
-    return _finish(store, run_dir, outcome, time.time() - t0)
+            store.set_meta("agents", info["agents"])
+            store.set_meta("reproducible", info["reproducible"])
+        store.set_meta("execution", executor.describe())
+        t0 = time.time()
+        outcome = run(config, store, built, progress=progress, executor=executor)
+        store.set_meta("execution", executor.describe())
+        return _finish(store, run_dir, outcome, time.time() - t0)
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def _executor(
+    config: RunConfig, run_dir: Path, store: RunStore
+) -> tuple[Executor, dict[str, BuiltAgent], dict[str, Any]]:
+    """Who plays this run (config executor, workers and threads; runs/cores.py), started: the
+    executor, the agents built here (none when workers build their own), and the agents'
+    descriptions and reproducibility claims for the manifest."""
+    from runs.cores import choose_cores
+    from runs.workers import BudgetDesk, WorkerSetup
+
+    specs = _specs(config)
+    done = store.completed()
+    units = len(work_units(episode_groups([e for e in plan(config) if e.key not in done]), config.batch_size))
+    choice = choose_cores(config, specs, units=units)
+    if config.executor == "local" and choice.workers == 1:
+        _set_threads(choice.threads, specs)
+        built = _build_agents(config, run_dir, store)
+        backends = [b.backend for b in built.values() if b.backend is not None]
+        executor = LocalExecutor(config, {s: b.agent for s, b in built.items()}, backends, choice.as_dict())
+        info = {
+            "agents": {s: b.describe() for s, b in built.items()},
+            "reproducible": {s: _claim_dict(b) for s, b in built.items()},
+        }
+        return executor, built, info
+    cache = _cache_path(config, run_dir)
+    threads = (
+        choice.threads
+        if config.executor == "local"
+        else (config.threads if isinstance(config.threads, int) else 1)
+    )
+    setup = WorkerSetup(
+        config.model_dump(mode="json"), tuple(specs), None if cache is None else str(cache.resolve()), threads
+    )
+    desk = BudgetDesk({s: store.ledger(s) for s in specs}, config.budget)
+    if config.executor == "ray":
+        from runs.ray_executor import RayExecutor
+
+        executor = RayExecutor(config, setup, desk)
+    else:
+        from runs.pool import PoolExecutor
+
+        executor = PoolExecutor(config, setup, desk, choice.workers, choice.as_dict())
+    try:
+        info = executor.start()
+    except BaseException:
+        executor.close()
+        raise
+    return executor, {}, {"agents": info["agents"], "reproducible": info["reproducible"]}

@@ -411,7 +411,7 @@ class RunStore:
     def manifest(self) -> dict[str, Any]:
         """The manifest, with the budget history and the sessions (exported as manifest.json)."""
         m = dict(self.meta("manifest") or {})
-        for key in ("agents", "reproducible"):
+        for key in ("agents", "reproducible", "execution"):
             value = self.meta(key)
             if value is not None:
                 m[key] = value

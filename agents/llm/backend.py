@@ -13,8 +13,9 @@ included). Given `Sampling.seed` per conversation a backend samples reproducibly
 whether a rerun really gives the same records is declared per backend by `reproducibility()`.
 
 Optional capabilities are declared here with documented defaults, never probed with getattr:
-`choice_logprobs_with_drops` (default: `choice_logprobs` with the dropped-message count None) and
-`reproducibility` (default: not reproducible, reason unknown).
+`choice_logprobs_with_drops` (default: `choice_logprobs` with the dropped-message count None),
+`reproducibility` (default: not reproducible, reason unknown) and `reset_prefix_cache` (default:
+nothing kept between calls).
 """
 
 from __future__ import annotations
@@ -103,6 +104,13 @@ class Backend(ABC):
     def reproducibility(self) -> Reproducibility:
         """Whether a rerun gives the same records, and why. Default: not reproducible, reason unknown."""
         return Reproducibility(False, "unknown: this backend does not declare it")
+
+    def reset_prefix_cache(self) -> None:  # noqa: B027 - a documented default: most backends keep nothing
+        """Forget what is kept between calls to compute later calls faster (a local model's prefix
+        key/value cache), so what follows computes as in a freshly built backend. Answers keep their
+        meaning; only float rounding can change with which prefixes are reused, so executors call
+        this before each unit of work to make records independent of what a worker played before.
+        Default: nothing is kept."""
 
     def describe(self) -> dict[str, Any]:
         """Identity, settings and the reproducibility claim for the run record (no secrets)."""

@@ -134,6 +134,9 @@ class _Wrapper(Backend):
         """The wrapped backend's claim (a cache replays answers; it does not make a model repeatable)."""
         return self.inner.reproducibility()
 
+    def reset_prefix_cache(self) -> None:
+        self.inner.reset_prefix_cache()
+
     def choice_logprobs(
         self, conversations: Sequence[Conversation], choices: Sequence[str]
     ) -> list[dict[str, float | None]]:

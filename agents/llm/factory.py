@@ -60,6 +60,7 @@ __all__ = [
     "SPEC_FORMS",
     "BackendSpecError",
     "Option",
+    "backend_kind",
     "check_backend_options",
     "VLLM_BACKEND_OPTIONS",
     "local_options",
@@ -390,6 +391,13 @@ def _plan(spec: Any, options: Mapping[str, Any], check_key: bool = True) -> _Pla
     env = opts.get("api_key_env") or PROVIDER_KEYS.get(kind)
     key = _key(spec, env) if env and check_key else None
     return _Plan("provider", rest, opts, provider=kind, key=key)
+
+
+def backend_kind(spec: str) -> str:
+    """The kind of backend a spec names (a key of BACKEND_OPTIONS: "local", "vllm", "openai-compatible",
+    "provider", "fake"), from the spec alone: nothing built, no key needed. Raises BackendSpecError
+    for a malformed spec."""
+    return _plan(spec, {}, check_key=False).kind
 
 
 def check_backend_options(spec: str, options: Mapping[str, Any], *, check_key: bool = True) -> None:

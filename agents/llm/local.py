@@ -544,6 +544,10 @@ class LocalBackend(Backend):
         """Forget every cached prefix (results do not change; only speed)."""
         self.engine.clear_cache()
 
+    def reset_prefix_cache(self) -> None:
+        """Forget every cached prefix (see Backend.reset_prefix_cache)."""
+        self.engine.clear_cache()
+
     def reproducibility(self) -> Reproducibility:
         """Float32 on CPU: reproducible (seeded sampling, batch-invariant). Other dtypes/devices: not."""
         dtype, device = self.info["dtype"], self.info["device"]
