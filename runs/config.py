@@ -40,6 +40,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: GoalPromptedPolicy keyword arguments llm.options may set (the others have their own keys).
+POLICY_OPTIONS = (
+    "induction_tokens",
+    "goal_tokens",
+    "max_reasks",
+    "extractor",
+    "extractor_temperature",
+    "extractor_tokens",
+    "chain_of_thought",
+    "name",
+)
+
+
 class LLMSettings(_Strict):
     """How LLM agents decide (passed to agents.llm.GoalPromptedPolicy)."""
 
@@ -80,6 +93,12 @@ class LLMSettings(_Strict):
             raise ValueError(
                 "set these with their own keys, not llm.options: "
                 + ", ".join(f"{k} -> {w}" for k, w in bad.items())
+            )
+        unknown = sorted(k for k in v if k not in POLICY_OPTIONS)
+        if unknown:
+            raise ValueError(
+                f"unknown option(s) {unknown}; llm.options takes: {', '.join(POLICY_OPTIONS)} "
+                "(YAML needs a space after ':' in an inline mapping: {induction_tokens: 24})"
             )
         return v
 

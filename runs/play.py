@@ -490,12 +490,12 @@ def _build_agent(spec: str, config: RunConfig, run_dir: Path, writer: StoreWrite
     """A scenario's other agents, built as the runner builds them (cache, budget, backend options)."""
     from runs.agents import build
     from runs.checks import uses_llm
-    from runs.runner import _cache_path, _llm_kwargs
+    from runs.runner import cache_path_for, llm_kwargs
 
     built = build(
         spec,
-        llm=_llm_kwargs(config) if uses_llm([spec]) else None,
-        cache_path=_cache_path(config, run_dir),
+        llm=llm_kwargs(config) if uses_llm([spec]) else None,
+        cache_path=cache_path_for(config, run_dir),
         budget=config.budget.model_dump(),
         backend_options=config.llm.backend_options,
         ledger=None,

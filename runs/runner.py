@@ -366,7 +366,8 @@ def resolve(args: argparse.Namespace) -> tuple[RunConfig, Path, str]:
     return config, run_dir, source
 
 
-def _cache_path(config: RunConfig, run_dir: Path) -> Path | None:
+def cache_path_for(config: RunConfig, run_dir: Path) -> Path | None:
+    """The response cache's file for this config and run (None: no cache)."""
     import os
 
     if config.cache == "off":
@@ -376,7 +377,8 @@ def _cache_path(config: RunConfig, run_dir: Path) -> Path | None:
     return Path(os.environ.get("SVO_CACHE_DIR", ".cache")) / "responses.sqlite"
 
 
-def _llm_kwargs(config: RunConfig) -> dict[str, Any]:
+def llm_kwargs(config: RunConfig) -> dict[str, Any]:
+    """GoalPromptedPolicy keyword arguments (besides the backend) of this config."""
     from agents.llm.backend import Sampling
 
     s = config.llm
@@ -437,9 +439,9 @@ def _manifest(config: RunConfig, argv: Sequence[str]) -> dict[str, Any]:
 
 
 def _build_agents(config: RunConfig, run_dir: Path, store: RunStore) -> dict[str, BuiltAgent]:
-    cache_path = _cache_path(config, run_dir)
+    cache_path = cache_path_for(config, run_dir)
     specs = _specs(config)
-    llm = _llm_kwargs(config) if uses_llm(specs) else None
+    llm = llm_kwargs(config) if uses_llm(specs) else None
     budget = config.budget.model_dump()
     built = {
         s: build(
@@ -675,7 +677,7 @@ def _executor(
             "reproducible": {s: _claim_dict(b) for s, b in built.items()},
         }
         return executor, built, info
-    cache = _cache_path(config, run_dir)
+    cache = cache_path_for(config, run_dir)
     threads = (
         choice.threads
         if config.executor == "local"

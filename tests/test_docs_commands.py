@@ -46,7 +46,10 @@ class Rule:
 RULES = [
     Rule(r"^pip install ", skip="the installation itself: .ci/run runs it on a clean checkout"),
     Rule(r"^python -m pytest", skip="the test suite itself"),
-    Rule(r"vllm\.entrypoints|^vllm ", skip="needs the [vllm] extra in its own environment (tests/test_vllm.py runs it)"),
+    Rule(
+        r"vllm\.entrypoints|^vllm ",
+        skip="needs the [vllm] extra in its own environment (tests/test_vllm.py runs it)",
+    ),
     Rule(r"llm:(openai|anthropic|google|mistral|groq)[a-z_-]*:", skip="needs an API key"),
     Rule(r"^python bench/bench_llm_gpu\.py$", extra=("--cpu-smoke",)),
     Rule(r"^python bench/bench_llm_gpu\.py", skip="needs a GPU (its --cpu-smoke form runs here)"),
@@ -61,9 +64,25 @@ RULES = [
     Rule(r"^python bench/validity\.py", extra=("--smoke",)),
     Rule(r"^python docs/screenshots\.py", extra=("--img", "shots")),
     Rule(r"^python -m runs\.play", serve=True),
-    Rule(r"^python -m runs\.train slider", extra=("--value", "prosocial", "--steps", "256", "--eval-every", "128")),
-    Rule(r"^python -m runs\.train dilemma", extra=("--angles", "45", "--phases", "1", "--steps", "128",
-                                                   "--q-episodes", "0", "--eval-episodes", "1")),  # fmt: skip
+    Rule(
+        r"^python -m runs\.train slider",
+        extra=("--value", "prosocial", "--steps", "256", "--eval-every", "128"),
+    ),
+    Rule(
+        r"^python -m runs\.train dilemma",
+        extra=(
+            "--angles",
+            "45",
+            "--phases",
+            "1",
+            "--steps",
+            "128",
+            "--q-episodes",
+            "0",
+            "--eval-episodes",
+            "1",
+        ),
+    ),  # fmt: skip
     Rule(r"^python -m runs\.evaluate --help", extra=()),
     Rule(r"^python -m runs\.evaluate --resume", extra=()),
     Rule(r"^python -m runs\.evaluate.*(--paper|--preset paper)", extra=(*SMALL_LLM[:4], "--trials", "1")),
@@ -167,8 +186,12 @@ def test_documented_commands_run(doc: Path, tmp_path):
         if rule.serve:
             _serve(argv, tmp_path, env)
         else:
-            r = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=rule.timeout)
-            assert r.returncode == 0, f"{cmd}\n(run as {argv})\nexit {r.returncode}\n{r.stdout[-1500:]}\n{r.stderr[-3000:]}"
+            r = subprocess.run(
+                argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=rule.timeout
+            )
+            assert r.returncode == 0, (
+                f"{cmd}\n(run as {argv})\nexit {r.returncode}\n{r.stdout[-1500:]}\n{r.stderr[-3000:]}"
+            )
         ran += 1
     shutil.rmtree(tmp_path / "shots", ignore_errors=True)
     assert ran or not _commands(doc)

@@ -89,6 +89,8 @@ def _cases(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("unknown prompt set", ["--agents", r, "--set", "prompt_sets=[paper-xx]"], "unknown prompt set(s)"),
         ("policy key elsewhere", ["--agents", r, "--set", "llm.options={prompt_set: paper-fr}"], "prompt_set -> prompt_sets"),
         ("negative budget", ["--agents", r, "--max-calls", "-1"], "budget.max_calls"),
+        ("policy option typo", ["--agents", r, "--set", "llm.options={induction_tokens:24}"], "unknown option(s) ['induction_tokens:24']"),
+        ("bad backend option", ["--agents", "llm:embedded", "--retries", "3"], "unknown local option 'retries'"),
         ("rounds without scenario", ["--agents", r, "--rounds", "5"], "only scenario runs have rounds"),
         ("missing config", ["--config", str(tmp / "nope.yaml")], "config file not found"),
         ("config not a mapping", ["--config", str(listy)], "expected a mapping of config keys"),
