@@ -2,7 +2,7 @@
 revision of this repository: wall time and peak memory of each, and the ratio.
 
     python bench/bench_default_run.py                  # this checkout vs the revision before the one-runner change
-    python bench/bench_default_run.py --baseline REV --repeats 2
+    python bench/bench_default_run.py --baseline REV --repeats 2 --current-args "--workers 1"
 
 The baseline revision is checked out into a temporary git worktree and run with its own code, in
 the same Python environment, alternating with this checkout (A B A B...), each with a cold
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "57ce080"
 
 
-def _run_once(code_dir: Path, work: Path, label: str) -> tuple[float, float]:
+def _run_once(code_dir: Path, work: Path, label: str, extra: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (GB) of one default run with the code in code_dir."""
     results, cache = work / f"results-{label}", work / f"cache-{label}"
     env = {**os.environ, "PYTHONPATH": str(code_dir), "SVO_CACHE_DIR": str(cache)}
@@ -61,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--baseline", default=BEFORE, help=f"git revision to compare with [{BEFORE}]")
     p.add_argument("--repeats", type=int, default=1, help="runs of each, alternating [1]")
+    p.add_argument(
+        "--current-args",
+        action="append",
+        default=[],
+        metavar="ARGS",
+        help="also time this checkout with these extra flags (repeatable), e.g. '--workers 1'",
+    )
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="svo-bench-") as tmp:
         tmp_path = Path(tmp)
@@ -68,15 +75,18 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["git", "worktree", "add", "--detach", str(base), args.baseline], cwd=ROOT, check=True,
                        capture_output=True)  # fmt: skip
         try:
-            times: dict[str, list[float]] = {"baseline": [], "current": []}
-            peaks: dict[str, list[float]] = {"baseline": [], "current": []}
+            variants = [("baseline", base, []), ("current", ROOT, [])]
+            variants += [(f"current {a}", ROOT, a.split()) for a in args.current_args]
+            times: dict[str, list[float]] = {v[0]: [] for v in variants}
+            peaks: dict[str, list[float]] = {v[0]: [] for v in variants}
             for k in range(args.repeats):
-                for label, code in (("baseline", base), ("current", ROOT)):
-                    # each run in a fresh process tree: measure its own peak with /usr/bin/time when present
-                    wall, peak = _timed(code, tmp_path, f"{label}{k}")
+                for label, code, extra in variants:
+                    wall, peak = _timed(
+                        code, tmp_path, f"r{len(times[label])}{label.replace(' ', '')}", extra
+                    )
                     times[label].append(wall)
                     peaks[label].append(peak)
-                    print(f"{label:9s} run {k + 1}: {wall:7.1f} s wall, peak {peak:.2f} GB", flush=True)
+                    print(f"{label:22s} run {k + 1}: {wall:7.1f} s wall, peak {peak:.2f} GB", flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, capture_output=True)
     b, c = statistics.median(times["baseline"]), statistics.median(times["current"])
@@ -88,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _timed(code_dir: Path, work: Path, label: str) -> tuple[float, float]:
-    """One run under /usr/bin/time -v (peak RSS of that process tree), else getrusage."""
+def _timed(code_dir: Path, work: Path, label: str, extra: list[str]) -> tuple[float, float]:
+    """One run under /usr/bin/time -v (peak RSS: its largest process), else getrusage."""
     if not Path("/usr/bin/time").exists():
-        return _run_once(code_dir, work, label)
+        return _run_once(code_dir, work, label, extra)
     results, cache = work / f"results-{label}", work / f"cache-{label}"
     env = {**os.environ, "PYTHONPATH": str(code_dir), "SVO_CACHE_DIR": str(cache)}
     t0 = time.perf_counter()

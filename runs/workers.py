@@ -176,9 +176,9 @@ def _build(config: RunConfig, setup: WorkerSetup, ledger_for: Callable[[str], An
 
     from runs.agents import build
     from runs.checks import uses_llm
-    from runs.runner import _check_policy_spaces, _llm_kwargs
+    from runs.runner import _check_policy_spaces, llm_kwargs
 
-    llm = _llm_kwargs(config) if uses_llm(list(setup.specs)) else None
+    llm = llm_kwargs(config) if uses_llm(list(setup.specs)) else None
     built = {
         s: build(
             s,
