@@ -1,5 +1,7 @@
 """agents.llm.cache: the response cache, call counter and budget guard in front of a fake backend."""
 
+import time
+
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
@@ -143,3 +145,24 @@ def test_detailed_logprobs_pass_through_every_wrapper(tmp_path):
     assert cached.choice_logprobs(_convs(2), list("AB")) == [lp for lp, _ in first]
     assert inner.seen == 2
     assert not hasattr(cached, "clear_cache")  # nothing reaches the model around the wrappers
+
+
+def _open_and_write(path: str, i: int, start: float) -> dict:
+    while time.time() < start:  # every process opens the brand-new file at the same instant
+        pass
+    store = ResponseStore(path)
+    store.put_many({f"k{i}": i})
+    return store.get_many([f"k{i}"])
+
+
+def test_processes_creating_one_cache_at_once_all_succeed(tmp_path):
+    """Pool workers and Ray actors share one cache file; SQLite refuses a concurrent journal-mode
+    change without waiting ("database is locked"), which once failed a two-node Ray run."""
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(8) as pool:
+        for rep in range(25):
+            path, start = str(tmp_path / f"c{rep}.sqlite"), time.time() + 0.2
+            got = [pool.apply_async(_open_and_write, (path, i, start)) for i in range(8)]
+            assert [g.get(60) for g in got] == [{f"k{i}": i} for i in range(8)]
+            assert len(ResponseStore(path)) == 8

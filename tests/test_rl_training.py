@@ -117,26 +117,30 @@ def test_mixed_llm_rl_scripted_in_one_evaluate_run(tmp_path, torch_one_thread):
 
 
 @pytest.mark.slow
-def test_rl_agent_joins_a_dilemma_population(tmp_path, torch_one_thread):
+def test_rl_agent_joins_a_dilemma_population(tmp_path, torch_one_thread, capsys):
     from agents.rl import DilemmaView
     from envs.dilemmas import make_parallel
-    from runs.multi import evaluate_scenario
+    from runs.evaluate import main
 
     env = make_parallel("prisoners_dilemma_repeated")
     view = DilemmaView(env, "player_0", 0.0, {"player_1": lambda o, g: 1})
     model = make_model("ppo", view, seed=0, network="mlp", gamma=0.95, n_steps=256, batch_size=64)
     zp = _save(model, tmp_path / "pd.zip", scenario="prisoners_dilemma_repeated")
-    out = evaluate_scenario(
-        "prisoners_dilemma_repeated", {"maximisers": f"rl:{zp}"}, tmp_path / "multi", 0, {"episodes": 2}
-    )
-    assert out["per_agent"]["player_1"]["group"] == "maximisers" and out["population"]["invalid"] == 0
-    rows = [json.loads(x) for x in (tmp_path / "multi" / "records.jsonl").read_text().splitlines()]
-    rl_rows = [r for r in rows if r["player"] == "player_1"]
-    assert len(rl_rows) == 40 and all(r["agent"] == "rl:pd" and r["valid"] for r in rl_rows)
-    assert all(r["decision"]["method"] == "policy" and len(r["decision"]["probs"]) == 2 for r in rl_rows)
-    assert {r["agent"] for r in rows if r["player"] == "player_0"} != {"rl:pd"}  # scripted partner
-    with pytest.raises(SpaceMismatchError):
-        evaluate_scenario("public_goods", {"*": f"rl:{zp}"}, tmp_path / "multi2", 0, {"episodes": 1})
+    common = ["--results-dir", str(tmp_path), "--no-progress", "--cache", "off", "--trials", "1"]
+    argv = ["--scenario", "prisoners_dilemma_repeated", "--name", "pd", "--agents", f"maximisers=rl:{zp}"]
+    assert main([*common, *argv]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "pd" / "decisions.jsonl").read_text().splitlines()]
+    rl_rows = [r for r in rows if r["group"] == "maximisers"]
+    assert len(rl_rows) == 40 and all(r["agent"] == f"rl:{zp}" and r["valid"] for r in rl_rows)
+    assert all(r["record"]["method"] == "policy" and len(r["record"]["probs"]) == 2 for r in rl_rows)
+    assert {r["agent"] for r in rows if r["group"] != "maximisers"} == {"scripted:tit_for_tat"}
+    summary = json.loads((tmp_path / "pd" / "summary.json").read_text())["dilemma"]
+    assert {c["group"] for c in summary["cells"]} == {"maximisers", "reciprocators"}
+    # a policy trained for two actions cannot play a four-player public-goods game: refused up front
+    capsys.readouterr()
+    rc = main([*common, "--scenario", "public_goods", "--name", "pg", "--agents", f"*=rl:{zp}"])
+    assert rc == 2 and "rl:" in capsys.readouterr().err
+    assert not (tmp_path / "pg" / "decisions.jsonl").exists()
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -74,12 +75,32 @@ class ResponseStore:
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            conn.commit()
-            self._conn = conn
+            self._conn = self._open(self.path)
         return self._conn
+
+    @staticmethod
+    def _open(path: Path, wait: float = 60.0) -> sqlite3.Connection:
+        """Open (and on first use create) the file. Processes sharing one cache (pool workers, Ray
+        actors) may all create it at once; SQLite answers "database is locked" to the losers without
+        calling its busy handler while the journal mode changes, so opening is retried (bounded)."""
+        deadline = time.monotonic() + wait
+        delay = 0.01
+        while True:
+            conn = sqlite3.connect(path, timeout=wait, check_same_thread=False)
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+                )
+                conn.commit()
+                return conn
+            except sqlite3.OperationalError as e:
+                conn.close()
+                if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         """Values found for `keys` (missing keys are absent)."""
