@@ -32,7 +32,9 @@ def sh(*argv: str) -> subprocess.Popen:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--keep", metavar="DIR", help="keep the run folder here")
-    ap.add_argument("--img", metavar="DIR", default=str(IMG), help=f"where the PNGs go [{IMG.relative_to(ROOT)}]")
+    ap.add_argument(
+        "--img", metavar="DIR", default=str(IMG), help=f"where the PNGs go [{IMG.relative_to(ROOT)}]"
+    )
     args = ap.parse_args()
     img = Path(args.img)
     base = Path(args.keep or tempfile.mkdtemp(prefix="shots-"))
