@@ -202,6 +202,11 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="2 values, 1 trial, short generations")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a check that the script runs, no benchmark: 1 value, replies of 8/8/4 tokens",
+    )
     p.add_argument("--values", nargs="+", choices=VALUES, default=list(VALUES))
     p.add_argument("--trials", type=int, default=1, help="trials per value x goal condition (default 1)")
     policy = inspect.signature(GoalPromptedPolicy).parameters
@@ -246,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.values, args.trials = ["altruistic", "competitive"], 1
         args.induction_tokens, args.goal_tokens = 48, 24
+    if args.smoke:
+        args.values, args.trials = ["prosocial"], 1
+        args.induction_tokens, args.goal_tokens, args.item_tokens = 8, 8, 4
     if args.child:
         print(json.dumps(run_mode(args.child, args)))
         return 0

@@ -57,7 +57,13 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     if args.max_decode_mib and mode != "sequential":
         backend.engine.max_decode_tokens = (args.max_decode_mib << 20) // backend.engine.kv_bytes_per_token
     load_s = time.perf_counter() - t_load
-    policy = GoalPromptedPolicy(backend=backend, mode="generate", sampling={"temperature": 1.0})
+    policy = GoalPromptedPolicy(
+        backend=backend,
+        mode="generate",
+        sampling={"temperature": 1.0, "max_new_tokens": args.item_tokens},
+        induction_tokens=args.induction_tokens,
+        goal_tokens=args.goal_tokens,
+    )
     contexts = [
         EpisodeContext("slider", 6, 9, seed=1000 * i + 10 * t + int(g), value=v, goal_prompt=g)
         for t in range(args.trials)
@@ -125,6 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--values", nargs="+", choices=VALUES, default=list(VALUES))
     p.add_argument("--trials", type=int, default=1, help="trials per value x goal condition (default 1)")
     p.add_argument(
+        "--induction-tokens", type=int, default=256, help="value-induction reply length (256, the policy's)"
+    )
+    p.add_argument("--goal-tokens", type=int, default=64, help="goal reply length (64, the policy's)")
+    p.add_argument("--item-tokens", type=int, default=64, help="item reply length (64, the --paper preset's)")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a check that the script runs, no benchmark: 1 value, replies of 16/8/16 tokens",
+    )
+    p.add_argument(
         "--batch-size",
         type=int,
         default=8,
@@ -147,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.trials < 1 or args.batch_size < 1:
         p.error("--trials and --batch-size must be >= 1")
+    if args.smoke:
+        args.values, args.trials = ["prosocial"], 1
+        args.induction_tokens, args.goal_tokens, args.item_tokens = 16, 8, 16
     if args.child:
         print(json.dumps(run_mode(args.child, args)))
         return 0

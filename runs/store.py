@@ -659,7 +659,8 @@ def _rows(conn: sqlite3.Connection, table: str, cols: str) -> list[tuple]:
 
 def repair(run_dir: str | Path) -> dict[str, int]:
     """Rebuild the run's database from its intact episodes (digest and decision count verified);
-    the damaged database is kept as run.sqlite.damaged-<time>. Returns counts kept and dropped."""
+    the damaged database is kept as run.sqlite.damaged-<time>. Returns counts kept and dropped. A
+    store with nothing damaged is left untouched (and the result says "unchanged")."""
     run_dir = Path(run_dir)
     db = run_dir / DB
     if not db.is_file():
@@ -677,6 +678,10 @@ def repair(run_dir: str | Path) -> dict[str, int]:
             decs.setdefault(ep, {})[idx] = rec
         sessions = _rows(old, "sessions", "id, started, pid, record, ended, outcome")
         budget = _rows(old, "budget", "agent, calls, tokens")
+        try:
+            intact_file = [r[0] for r in old.execute("PRAGMA integrity_check")] == ["ok"]
+        except sqlite3.DatabaseError:
+            intact_file = False
         old.close()
         keep = []
         for key, seq, session, n_dec, rec, digest in eps:
@@ -684,6 +689,8 @@ def repair(run_dir: str | Path) -> dict[str, int]:
             ordered = [d[i] for i in range(n_dec) if i in d]
             if len(d) == n_dec and len(ordered) == n_dec and _digest(rec, ordered) == digest:
                 keep.append((key, seq, session, n_dec, rec, digest, ordered))
+        if intact_file and len(keep) == len(eps) and set(decs) <= {e[0] for e in eps}:
+            return {"kept": len(keep), "dropped": 0, "unchanged": 1}  # nothing damaged: left as it is
         tmp = run_dir / f".{DB}.repair-{uuid.uuid4().hex[:8]}"
         conn = sqlite3.connect(tmp, isolation_level=None)
         with conn:
@@ -871,6 +878,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if v.integrity == "ok" and not v.damaged else 2
         if args.cmd == "repair":
             r = repair(args.run_dir)
+            if r.get("unchanged"):
+                print(
+                    f"{args.run_dir}: nothing damaged ({r['kept']} episode(s) intact); the store is left as it is"
+                )
+                return 0
             print(
                 f"{args.run_dir}: kept {r['kept']} episode(s), dropped {r['dropped']}; now: python -m runs.evaluate --resume {args.run_dir}"
             )

@@ -213,6 +213,20 @@ def test_flipped_byte_is_detected_and_repair_keeps_every_intact_episode(tmp_path
     _same_exports(run, full)
 
 
+def test_repair_leaves_an_intact_store_untouched(tmp_path, capsys):
+    run = _finished(tmp_path)
+
+    def state() -> tuple[bytes, list[str]]:  # SQLite's -wal/-shm files come and go with any reader
+        return (run / DB).read_bytes(), sorted(
+            p.name for p in run.iterdir() if not p.name.endswith(("-wal", "-shm"))
+        )
+
+    before = state()
+    assert store_main(["repair", str(run)]) == 0
+    assert "nothing damaged (320 episode(s) intact)" in capsys.readouterr().out
+    assert state() == before  # no damaged-* copy, the database not rewritten
+
+
 def test_deleted_decision_row_is_detected_and_repaired(tmp_path, reference, capsys):
     full = reference[0]
     run = _finished(tmp_path)
