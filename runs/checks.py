@@ -66,8 +66,33 @@ def _check_instruments(config: RunConfig) -> None:
             )
         except AgentSpecError as err:
             raise _agent_error(err, "agents") from None
+        if spec.startswith("rl:"):
+            _check_policy_values(spec, config)
     if uses_llm(config.agents):
         _check_languages(config, set(), None)
+
+
+def _check_policy_values(spec: str, config: RunConfig) -> None:
+    """A trained policy acts for the values it (or its sibling models) was trained for: read from
+    its card, before anything is written or loaded."""
+    from agents.rl import read_card
+    from runs.plan import _values
+
+    path = spec.split(":", 1)[1]
+    try:
+        card = read_card(path)
+    except ValueError as err:
+        raise ConfigError(f"agents: {spec}: {err}") from None
+    trained = sorted(card.get("siblings") or ([card["value"]] if card.get("value") else []))
+    if not trained:  # no card or no value: one policy for whatever value an episode asks
+        return
+    missing = [v for v in _values(config, False) if v not in trained]
+    if missing:
+        raise ConfigError(
+            f"agents: {spec} was trained for {trained}, and the run asks for {missing} too: "
+            f"add --values {' '.join(trained)}, or train the others "
+            f"(python -m runs.train slider --value {missing[0]})"
+        )
 
 
 def _check_scenario(config: RunConfig) -> None:

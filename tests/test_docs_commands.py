@@ -51,6 +51,10 @@ RULES = [
         r"^python -m venv .*vllm",
         skip="vLLM's own environment, made by hand: tests/test_vllm.py runs there (not in CI: 12 min)",
     ),
+    Rule(
+        r"^ray start|--ray-address",
+        skip="needs a Ray cluster: tests/test_ray_cluster.py runs one (two nodes, loopback namespace)",
+    ),
     Rule(r"^pip install ", skip="the installation itself: .ci/run runs it on a clean checkout"),
     Rule(r"^python -m pytest", skip="the test suite itself"),
     Rule(
@@ -96,6 +100,10 @@ RULES = [
     Rule(r"^python -m runs\.evaluate --resume", extra=()),
     Rule(r"^python -m runs\.evaluate.*(--paper|--preset paper)", extra=(*SMALL_LLM[:4], "--trials", "1")),
     Rule(r"^python -m runs\.evaluate.*--scenario", extra=("--trials", "1", "--rounds", "2")),
+    # the docs-sized runs.train above trains the prosocial policy only
+    Rule(
+        r"^python -m runs\.evaluate.*rl:", extra=("--values", "prosocial", "--goal", "off", "--trials", "1")
+    ),
     Rule(r"^python -m runs\.evaluate.*scripted:", extra=("--trials", "2")),
     Rule(r"^python -m runs\.evaluate.*--preset scripted", extra=("--trials", "2")),
     Rule(r"^python -m runs\.evaluate", extra=tuple(SMALL_LLM)),

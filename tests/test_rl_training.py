@@ -167,3 +167,25 @@ def test_evaluate_rejects_a_policy_for_other_spaces_before_writing(tmp_path, tor
     err = capsys.readouterr().err
     assert "Discrete(9)" in err and "Discrete(3)" in err
     assert not run.exists() or not any(run.iterdir())
+
+
+def test_evaluate_rejects_values_the_policy_was_not_trained_for_before_writing(tmp_path, capsys):
+    """A card that lists only a prosocial policy, asked for all four values: exit 2 up front, naming
+    what it was trained for (not a worker failure after the run started)."""
+    from runs.evaluate import main
+
+    zp = tmp_path / "prosocial.zip"
+    zp.write_bytes(b"not read: the check reads the card only")
+    zp.with_suffix(".json").write_text(
+        json.dumps({"value": "prosocial", "siblings": {"prosocial": "prosocial.zip"}})
+    )
+    run = tmp_path / "run"
+    rc = main(["--run-dir", str(run), "--no-progress", "--agents", f"rl:{zp}", "--goal", "off"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "trained for ['prosocial']" in err and "'altruistic'" in err and "--values prosocial" in err
+    assert not run.exists()
+    capsys.readouterr()
+    zp.with_suffix(".json").write_text("{not json")
+    assert main(["--run-dir", str(run), "--no-progress", "--agents", f"rl:{zp}"]) == 2
+    assert "prosocial.json: not valid JSON" in capsys.readouterr().err
