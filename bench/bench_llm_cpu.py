@@ -43,11 +43,11 @@ MODES = ("sequential", "batched-generate", "batched-logprob", "logprob+reuse")
 VALUES = ("altruistic", "prosocial", "individualistic", "competitive")
 
 
-def episodes(values: list[str], trials: int) -> list[dict[str, Any]]:
+def episodes(values: list[str], trials: int, goals: tuple[bool, ...] = (True, False)) -> list[dict[str, Any]]:
     return [
         {"value": v, "goal": g, "trial": t, "seed": 1000 * i + 10 * t + int(g)}
         for i, v in enumerate(values)
-        for g in (True, False)
+        for g in goals
         for t in range(trials)
     ]
 
@@ -73,7 +73,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     )
     load_s = time.perf_counter() - t_load
     items = load_instrument("slider").subset("primary").items
-    eps = episodes(args.values, args.trials)
+    eps = episodes(args.values, args.trials, (True,) if args.smoke else (True, False))
     letters = "ABCDEFGHI"
     logprob = mode in ("batched-logprob", "logprob+reuse")
 
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--smoke",
         action="store_true",
-        help="a check that the script runs, no benchmark: 1 value, replies of 8/8/4 tokens",
+        help="a check that the script runs, no benchmark: 1 episode (prosocial, goal on), replies of 8/8/4 tokens",
     )
     p.add_argument("--values", nargs="+", choices=VALUES, default=list(VALUES))
     p.add_argument("--trials", type=int, default=1, help="trials per value x goal condition (default 1)")
@@ -253,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         args.induction_tokens, args.goal_tokens = 48, 24
     if args.smoke:
         args.values, args.trials = ["prosocial"], 1
+        if "--modes" not in (argv if argv is not None else sys.argv[1:]):
+            args.modes = ["sequential", "logprob+reuse"]  # the headline comparison only
         args.induction_tokens, args.goal_tokens, args.item_tokens = 8, 8, 4
     if args.child:
         print(json.dumps(run_mode(args.child, args)))

@@ -63,12 +63,13 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         sampling={"temperature": 1.0, "max_new_tokens": args.item_tokens},
         induction_tokens=args.induction_tokens,
         goal_tokens=args.goal_tokens,
+        max_reasks=0 if args.smoke else 3,
     )
     contexts = [
         EpisodeContext("slider", 6, 9, seed=1000 * i + 10 * t + int(g), value=v, goal_prompt=g)
         for t in range(args.trials)
         for i, v in enumerate(args.values)
-        for g in (True, False)
+        for g in ((True,) if args.smoke else (True, False))
     ]
     size = 1 if mode == "sequential" else args.batch_size
     records: list[list[dict[str, Any]]] = []
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--smoke",
         action="store_true",
-        help="a check that the script runs, no benchmark: 1 value, replies of 16/8/16 tokens",
+        help="a check that the script runs, no benchmark: 1 episode (prosocial, goal on), replies of 16/8/16 tokens, no re-asks",
     )
     p.add_argument(
         "--batch-size",
