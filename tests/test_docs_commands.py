@@ -106,6 +106,7 @@ RULES = [
     ),
     Rule(r"^python -m runs\.evaluate.*scripted:", extra=("--trials", "2")),
     Rule(r"^python -m runs\.evaluate.*--preset scripted", extra=("--trials", "2")),
+    Rule(r"^python -m runs\.evaluate.*prompt_sets", extra=(*SMALL_LLM[:4], "--orders", "fixed")),
     Rule(r"^python -m runs\.evaluate", extra=tuple(SMALL_LLM)),
     Rule(r"^python -m runs\.(report|store|multi)", extra=()),
     Rule(r"^python -c ", extra=()),

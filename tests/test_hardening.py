@@ -127,7 +127,7 @@ def test_every_start_is_in_the_history_even_a_killed_one(tmp_path):
         "--agents",
         "scripted:random",
         "--trials",
-        "200",
+        "40",
         "--orders",
         "fixed",
         "permuted",
