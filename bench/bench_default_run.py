@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{label:22s} run {k + 1}: {wall:7.1f} s wall, peak {peak:.2f} GB", flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, capture_output=True)
+            subprocess.run(["git", "worktree", "prune"], cwd=ROOT, capture_output=True)  # no stale entry left
     b, c = statistics.median(times["baseline"]), statistics.median(times["current"])
     print(f"\nbaseline {args.baseline}: {b:.1f} s, peak {max(peaks['baseline']):.2f} GB")
     print(f"current:  {c:.1f} s, peak {max(peaks['current']):.2f} GB")
