@@ -28,36 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "57ce080"
 
 
-def _run_once(code_dir: Path, work: Path, label: str, extra: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GB) of one default run with the code in code_dir."""
-    results, cache = work / f"results-{label}", work / f"cache-{label}"
-    env = {**os.environ, "PYTHONPATH": str(code_dir), "SVO_CACHE_DIR": str(cache)}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runs.evaluate",
-            "--results-dir",
-            str(results),
-            "--name",
-            "default",
-            "--no-progress",
-        ],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    wall = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise SystemExit(f"{label}: exit {r.returncode}\n{r.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the largest child so far: report this run's only if it set a new peak
-    return wall, max(peak, before) / 1e6
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--baseline", default=BEFORE, help=f"git revision to compare with [{BEFORE}]")
@@ -101,37 +71,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _timed(code_dir: Path, work: Path, label: str, extra: list[str]) -> tuple[float, float]:
-    """One run under /usr/bin/time -v (peak RSS: its largest process), else getrusage."""
-    if not Path("/usr/bin/time").exists():
-        return _run_once(code_dir, work, label, extra)
+    """Wall seconds and peak RSS (GB, its largest process) of one default run with the code in
+    code_dir and `extra` flags: under /usr/bin/time -v where there is one, else from getrusage."""
     results, cache = work / f"results-{label}", work / f"cache-{label}"
     env = {**os.environ, "PYTHONPATH": str(code_dir), "SVO_CACHE_DIR": str(cache)}
+    command = [sys.executable, "-m", "runs.evaluate", "--results-dir", str(results), "--name", "default",
+               "--no-progress", *extra]  # fmt: skip
+    timer = ["/usr/bin/time", "-v"] if Path("/usr/bin/time").exists() else []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
-    r = subprocess.run(
-        [
-            "/usr/bin/time",
-            "-v",
-            sys.executable,
-            "-m",
-            "runs.evaluate",
-            "--results-dir",
-            str(results),
-            "--name",
-            "default",
-            "--no-progress",
-        ],  # fmt: skip
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    r = subprocess.run([*timer, *command], cwd=work, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise SystemExit(f"{label}: exit {r.returncode}\n{r.stderr[-3000:]}")
-    kb = next(
-        int(line.split(":")[1]) for line in r.stderr.splitlines() if "Maximum resident set size" in line
-    )
-    return wall, kb / 1e6
+    if timer:
+        kb = next(int(x.split(":")[1]) for x in r.stderr.splitlines() if "Maximum resident set size" in x)
+        return wall, kb / 1e6
+    # ru_maxrss of children is the largest child so far: this run's only if it set a new peak
+    return wall, max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1e6
 
 
 if __name__ == "__main__":
