@@ -75,12 +75,12 @@ def _check_instruments(config: RunConfig) -> None:
 def _check_policy_values(spec: str, config: RunConfig) -> None:
     """A trained policy acts for the values it (or its sibling models) was trained for: read from
     its card, before anything is written or loaded."""
+    from agents.registry import parse_spec
     from agents.rl import read_card
     from runs.plan import _values
 
-    path = spec.split(":", 1)[1]
     try:
-        card = read_card(path)
+        card = read_card(parse_spec(spec).name)
     except ValueError as err:
         raise ConfigError(f"agents: {spec}: {err}") from None
     trained = sorted(card.get("siblings") or ([card["value"]] if card.get("value") else []))

@@ -12,13 +12,13 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from probes import stored_episodes
 
 from runs.config import load_config
 from runs.cores import WORKER_MEMORY_BYTES, choose_cores, usable_cores
@@ -170,17 +170,6 @@ def test_worker_processes_write_the_records_of_one_process(tmp_path, reference):
     assert ex["mode"] == "processes" and ex["workers"] == 2 and ex["lost"] == []
 
 
-def _count(run: Path) -> int:
-    try:
-        conn = sqlite3.connect(f"file:{run / DB}?mode=ro", uri=True, timeout=5)
-        try:
-            return conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError:
-        return 0
-
-
 def _execution(run: Path) -> dict | None:
     try:
         return RunStore.read(run).meta("execution")
@@ -200,7 +189,7 @@ def test_a_killed_worker_costs_only_its_unit_and_nothing_is_duplicated(tmp_path,
         text=True,
     )
     t0 = time.monotonic()
-    while (ex := _execution(run) if (run / DB).is_file() else None) is None or _count(run) < 3:
+    while (ex := _execution(run) if (run / DB).is_file() else None) is None or stored_episodes(run) < 3:
         assert proc.poll() is None, proc.stderr.read()[-2000:]
         assert time.monotonic() - t0 < 120, "timed out"
         time.sleep(0.005)
@@ -225,7 +214,7 @@ def test_no_worker_left_is_a_clear_error_and_the_run_resumes(tmp_path, kill_refe
         text=True,
     )
     t0 = time.monotonic()
-    while (ex := _execution(run) if (run / DB).is_file() else None) is None or _count(run) < 2:
+    while (ex := _execution(run) if (run / DB).is_file() else None) is None or stored_episodes(run) < 2:
         assert proc.poll() is None, proc.stderr.read()[-2000:]
         assert time.monotonic() - t0 < 120, "timed out"
         time.sleep(0.005)
@@ -234,7 +223,7 @@ def test_no_worker_left_is_a_clear_error_and_the_run_resumes(tmp_path, kill_refe
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, err[-2000:]
     assert "no worker left" in err and "--resume" in err and "Traceback" not in err
-    assert 0 < _count(run) < 1280
+    assert 0 < stored_episodes(run) < 1280
     r = _evaluate(run.parent / "x", "--resume", str(run))
     assert r.returncode == 0, r.stderr[-2000:]
     assert _records(run) == _records(kill_reference)
@@ -275,7 +264,7 @@ def test_a_stopped_driver_takes_its_workers_with_it_and_the_run_resumes(tmp_path
         text=True,
     )
     t0 = time.monotonic()
-    while (ex := _execution(run) if (run / DB).is_file() else None) is None or _count(run) < 3:
+    while (ex := _execution(run) if (run / DB).is_file() else None) is None or stored_episodes(run) < 3:
         assert proc.poll() is None, proc.stderr.read()[-2000:]
         assert time.monotonic() - t0 < 120, "timed out"
         time.sleep(0.005)

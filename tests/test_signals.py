@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from probes import stored_episodes
 
 from runs.store import DB, DECISIONS, EPISODES
 
@@ -34,19 +34,6 @@ def _start(run: Path, *argv: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def _count(run: Path) -> int:
-    if not (run / DB).is_file():
-        return 0
-    try:
-        conn = sqlite3.connect(f"file:{run / DB}?mode=ro", uri=True, timeout=5)
-        try:
-            return conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError:
-        return 0
 
 
 def _until(cond, proc: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -111,11 +98,11 @@ def test_interrupt_at_start_up(tmp_path, reference, sig, delay):
 def test_interrupt_in_the_episode_loop(tmp_path, reference, sig):
     run = tmp_path / "r"
     proc = _start(run, *GRID)
-    _until(lambda: _count(run) >= 20, proc)
+    _until(lambda: stored_episodes(run) >= 20, proc)
     proc.send_signal(sig)
     err = _stopped(proc)
     assert f"--resume {run}" in err
-    assert 20 <= _count(run) < N
+    assert 20 <= stored_episodes(run) < N
     _finish(run, *GRID)
     _same(run, reference)
 
@@ -123,7 +110,7 @@ def test_interrupt_in_the_episode_loop(tmp_path, reference, sig):
 def test_interrupt_during_reports_and_a_second_ctrl_c(tmp_path, reference):
     run = tmp_path / "r"
     proc = _start(run, *GRID)
-    _until(lambda: _count(run) >= N, proc)  # every episode stored: the process is in its reports
+    _until(lambda: stored_episodes(run) >= N, proc)  # every episode stored: the process is in its reports
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
     if proc.poll() is None:
@@ -143,6 +130,6 @@ def test_interrupt_during_model_load(tmp_path):
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     _stopped(proc)
-    assert _count(run) == 0
+    assert stored_episodes(run) == 0
     _finish(run, *argv)
-    assert _count(run) == 1
+    assert stored_episodes(run) == 1

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from probes import stored_episodes
 
 from runs.evaluate import main
 from runs.report import main as report_main
@@ -41,25 +42,10 @@ def _cli(run_dir: Path, *argv: str) -> subprocess.Popen:
     )
 
 
-def _count(run_dir: Path) -> int:
-    """Finished episodes, read beside a live writer (0 if the run does not exist yet)."""
-    db = run_dir / DB
-    if not db.is_file():
-        return 0
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError:
-        return 0
-
-
 def _wait_for(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
     t0 = time.time()
     while time.time() - t0 < timeout:
-        if _count(run_dir) >= n:
+        if stored_episodes(run_dir) >= n:
             return
         if proc.poll() is not None:
             raise AssertionError(f"run ended before {n} episodes: {proc.stderr.read()}")
@@ -118,7 +104,7 @@ def test_sigkill_at_twenty_instants_then_resume_equals_uninterrupted(tmp_path, r
             time.sleep(x if when == "end" else 0)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        before = _count(run)
+        before = stored_episodes(run)
         r = _resume(run)
         assert r.returncode == 0, (when, x, r.stderr)
         mid_run += 0 < before < N
