@@ -9,11 +9,12 @@ writer, whichever executor played it.
 - `RayExecutor` (executor: ray; runs/ray_executor.py): Ray actors, on one machine or a cluster.
 
 Every executor plays the same *units* the same way, so the records do not depend on which one ran
-them, or on how many workers it had. A unit is whole cells of one trial, up to `batch_size`
-episodes (`work_units`); a cell is a value's goal conditions and option orders (one agent,
+them, or on how many workers it had. A unit is whole cells of one trial, up to
+`UNIT_BATCHES` batches of episodes (`work_units`); a cell is a value's goal conditions and option orders (one agent,
 instrument, trial, prompt set and framing), which share the episode seed and hence the
-value-induction and goal calls (one induction serves them all). A unit is played alone,
-`batch_size` episodes stepped together, after `reset_prefix_cache` on every backend, so its float
+value-induction and goal calls (one induction serves them all). A unit is played alone, after
+`reset_prefix_cache` on every backend: its seats started together, then `batch_size` episodes
+stepped together at a time, so its float
 rounding does not depend on what its worker played before (float32 on CPU: the same records, bit
 for bit, whatever the executor; tested). Workers build their agents once.
 
@@ -35,6 +36,7 @@ __all__ = [
     "ExecutorError",
     "Finished",
     "LocalExecutor",
+    "UNIT_BATCHES",
     "episode_groups",
     "play_unit",
     "work_units",
@@ -63,13 +65,23 @@ def episode_groups(pending: Sequence[EpisodeSpec]) -> list[list[EpisodeSpec]]:
     return list(groups.values())
 
 
+#: Batches per unit: a unit holds whole cells of one trial, up to this many batches of episodes.
+#: Its seats are started together (value induction and goal calls for all its cells in one
+#: generation call each, so decoding steps several conversations at once), then its decisions are
+#: stepped a batch at a time. Measured on the default run in one process (2-core VM, cProfile):
+#: with one batch per unit every induction and goal reply was decoded alone, 8 generation calls of
+#: 1 row (85 s of 161 s); two batches per unit make 4 calls of 2 rows, as the code before the one
+#: runner did. Not more: the default run's 16 episodes must still make 2 units, one per worker.
+UNIT_BATCHES = 2
+
+
 def work_units(groups: Sequence[Sequence[EpisodeSpec]], batch_size: int) -> list[list[EpisodeSpec]]:
     """The groups cut into units (see the module doc), each in plan order. A cell is the episodes of
     one (agent, instrument, trial, value, prompt set, framing): a value's goal conditions and orders,
     which share the episode seed. Within each (agent, instrument, trial), whole cells (in the order
-    of their first episode) join one unit while it holds at most `batch_size` episodes (a larger
-    cell is a unit alone), so a unit is at most one batch of the local executor's size, and no
-    cell is split between workers."""
+    of their first episode) join one unit while it holds at most `UNIT_BATCHES * batch_size`
+    episodes (a larger cell is a unit alone), so no cell is split between workers."""
+    cap = UNIT_BATCHES * batch_size
     units: list[list[EpisodeSpec]] = []
     for group in groups:
         cells: dict[tuple, list[EpisodeSpec]] = {}
@@ -77,7 +89,7 @@ def work_units(groups: Sequence[Sequence[EpisodeSpec]], batch_size: int) -> list
             cells.setdefault((e.agent, e.instrument, e.trial, e.value, e.prompt_set, e.framing), []).append(e)
         current: list[EpisodeSpec] = []
         for cell in cells.values():
-            if current and len(current) + len(cell) > batch_size:
+            if current and len(current) + len(cell) > cap:
                 units.append(sorted(current, key=lambda e: e.seq))
                 current = []
             current = current + cell
@@ -93,20 +105,22 @@ def play_unit(
     backends: Sequence[Any] = (),
     on_steps: Callable[[int], None] | None = None,
 ) -> Iterator[list[Finished]]:
-    """Play one unit: reset every backend's prefix cache, then `config.batch_size` episodes stepped
-    together; yields each batch's finished episodes. The one way every executor plays."""
+    """Play one unit: reset every backend's prefix cache, start every seat of the unit together,
+    then step its episodes `config.batch_size` at a time; yields each batch's finished episodes.
+    The one way every executor plays."""
     from runs.episodes import build_game, records
-    from runs.rollout import play
+    from runs.rollout import play, start
 
     for b in backends:
         b.reset_prefix_cache()
+    built = [build_game(e, config, agents) for e in unit]
+    started = start([g for g, _ in built], on_decisions=on_steps)
     size = config.batch_size
     for i in range(0, len(unit), size):
-        batch = unit[i : i + size]
-        built = [build_game(e, config, agents) for e in batch]
-        played = play([g for g, _ in built], on_decisions=on_steps)
+        part = built[i : i + size]
+        played = play([g for g, _ in part], on_decisions=on_steps, started=started[i : i + size])
         out = []
-        for e, (_, seats), p in zip(batch, built, played, strict=True):
+        for e, (_, seats), p in zip(unit[i : i + size], part, played, strict=True):
             ep, decs = records(e, p, seats)
             out.append(Finished(e, ep, decs))
         yield out
@@ -158,6 +172,12 @@ class LocalExecutor(Executor):
         for unit in work_units(groups, self.config.batch_size):
             for batch in play_unit(unit, self.config, self.agents, self.backends, on_steps):
                 yield from batch
+
+    def close(self) -> None:
+        """Empty every backend's prefix store (up to a few hundred MB of keys and values), so the
+        reports written after the run do not add their memory on top of it."""
+        for b in self.backends:
+            b.reset_prefix_cache()
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -26,7 +26,7 @@ from pettingzoo import AECEnv, ParallelEnv
 from agents.base import Agent, Decision, EpisodeContext
 from scoring.wrappers import SVOScoring
 
-__all__ = ["Game", "Played", "Seat", "Step", "play", "single"]
+__all__ = ["Game", "Played", "Seat", "Step", "play", "single", "start"]
 
 NO_ANSWER = -1  # the value every env of this project takes for "no valid answer"
 SOLO = "agent"  # the seat name of a single-agent (Gymnasium) game
@@ -112,6 +112,11 @@ def _canonical(obs: Mapping[str, Any]) -> tuple[list[int], list[list[float]]]:
     return order.tolist(), np.round(canon, 6).tolist()
 
 
+def _players(env: Any) -> list[str]:
+    """The seats an env needs: SOLO for a Gymnasium env, else its possible agents."""
+    return [SOLO] if _kind(env) == "gym" else list(env.possible_agents)
+
+
 class _Table:
     """The live state of all games: observations waiting for a decision and agent states."""
 
@@ -144,7 +149,7 @@ class _Table:
                 raise ValueError(f"game {i}: no seat for player(s) {missing}")
 
     def _players(self, i: int) -> list[str]:
-        return [SOLO] if self.kinds[i] == "gym" else list(self.envs[i].possible_agents)
+        return _players(self.envs[i])
 
     def waiting(self) -> list[tuple[int, str, Any]]:
         """Every (game, player, observation) that needs a decision now."""
@@ -222,27 +227,55 @@ class _Table:
         self.actions = {}
 
 
-def play(games: Sequence[Game], on_decisions: Callable[[int], None] | None = None) -> list[Played]:
+def start(
+    games: Sequence[Game], on_decisions: Callable[[int], None] | None = None
+) -> list[dict[str, Any]]:
+    """Start every seat of every game: one `start_batch` per agent object, over all of that agent's
+    seats in these games (value induction and goal prompts for all of them together). Returns each
+    game's seat states by player, for `play(..., started=...)`."""
+    agents: dict[int, Agent] = {}
+    seats_of: dict[int, list[tuple[int, str]]] = {}
+    for i, g in enumerate(games):
+        missing = sorted(set(_players(g.env)) - set(g.seats))
+        if missing:
+            raise ValueError(f"game {i}: no seat for player(s) {missing}")
+        for p in _players(g.env):
+            a = g.seats[p].agent
+            agents.setdefault(id(a), a)
+            seats_of.setdefault(id(a), []).append((i, p))
+    out: list[dict[str, Any]] = [{} for _ in games]
+    for aid, keys in seats_of.items():
+        states = agents[aid].start_batch([games[i].seats[p].context for i, p in keys])
+        for (i, p), st in zip(keys, states, strict=True):
+            out[i][p] = st
+        if on_decisions is not None:
+            on_decisions(len(keys))
+    return out
+
+
+def play(
+    games: Sequence[Game],
+    on_decisions: Callable[[int], None] | None = None,
+    started: Sequence[Mapping[str, Any]] | None = None,
+) -> list[Played]:
     """Play every game to its end, all together (see the module docstring).
 
     on_decisions(n): called after each batch of n decisions, and with the number of seats once the
     seats are started (value induction and goal prompts count as one step each), for progress bars.
+    started: the games' seat states from `start` (seats started earlier, e.g. together with other
+    games); None starts them here.
     """
     table = _Table(games)
     table.reset()
+    if started is None:
+        started = start(table.games, on_decisions)
+    if len(started) != len(table.games):
+        raise ValueError(f"{len(started)} started seat sets for {len(table.games)} games")
     agents: dict[int, Agent] = {}
-    seats_of: dict[int, list[tuple[int, str]]] = {}
     for i, g in enumerate(table.games):
         for p in table._players(i):
-            a = g.seats[p].agent
-            agents.setdefault(id(a), a)
-            seats_of.setdefault(id(a), []).append((i, p))
-    for aid, keys in seats_of.items():
-        states = agents[aid].start_batch([table.games[i].seats[p].context for i, p in keys])
-        for key, st in zip(keys, states, strict=True):
-            table.states[key] = st
-        if on_decisions is not None:
-            on_decisions(len(keys))
+            agents.setdefault(id(g.seats[p].agent), g.seats[p].agent)
+            table.states[(i, p)] = started[i][p]
     while True:
         waiting = table.waiting()
         if not waiting:

@@ -648,7 +648,10 @@ def _work(config: RunConfig, run_dir: Path, store: RunStore, created: bool, *, p
         t0 = time.time()
         outcome = run(config, store, built, progress=progress, executor=executor)
         store.set_meta("execution", executor.describe())
-        return _finish(store, run_dir, outcome, time.time() - t0)
+        elapsed = time.time() - t0
+        executor.close()  # workers and prefix stores go before the reports are written (peak memory)
+        executor = None
+        return _finish(store, run_dir, outcome, elapsed)
     finally:
         if executor is not None:
             executor.close()

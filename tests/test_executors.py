@@ -22,7 +22,7 @@ from probes import stored_episodes
 
 from runs.config import load_config
 from runs.cores import WORKER_MEMORY_BYTES, choose_cores, usable_cores
-from runs.executors import episode_groups, work_units
+from runs.executors import UNIT_BATCHES, episode_groups, work_units
 from runs.plan import plan
 from runs.store import DB, DECISIONS, EPISODES, RunStore
 
@@ -56,11 +56,13 @@ def _records(run: Path) -> tuple[bytes, bytes]:
 # -- units and the core choice ---------------------------------------------------------------------
 
 
-def test_units_are_whole_cells_of_a_trial_up_to_a_batch_in_plan_order():
+def test_units_are_whole_cells_of_a_trial_up_to_unit_batches_in_plan_order():
     cfg = load_config(None, {"trials": 2, "goal": "both", "orders": ["fixed", "reversed", "permuted"]})
     eps = plan(cfg)
     groups = episode_groups(eps)
-    for size, per_unit in ((6, 6), (12, 12), (24, 24), (1, 6), (8, 6), (100, 24)):
+    assert UNIT_BATCHES == 2
+    # cells of 6 episodes, trials of 24: whole cells up to 2 batches, never across a trial
+    for size, per_unit in ((3, 6), (6, 12), (12, 24), (1, 6), (4, 6), (5, 6), (8, 12), (100, 24)):
         units = work_units(groups, size)
         assert sorted(e.seq for u in units for e in u) == list(range(len(eps)))
         assert {len(u) for u in units} == {per_unit}, size
@@ -70,9 +72,9 @@ def test_units_are_whole_cells_of_a_trial_up_to_a_batch_in_plan_order():
         cells = {(e.trial, e.value) for e in eps}
         for cell in cells:  # a cell (a value's goals x orders, one seed) is never split
             assert sum(any((e.trial, e.value) == cell for e in u) for u in units) == 1
-    # the default run: 4 units of 4 (one per value), the local executor's batches
+    # the default run: 2 units of 8 (two values each: one per worker of a 2-core machine)
     d = load_config(None, {})
-    assert [len(u) for u in work_units(episode_groups(plan(d)), d.batch_size)] == [4, 4, 4, 4]
+    assert [len(u) for u in work_units(episode_groups(plan(d)), d.batch_size)] == [8, 8]
 
 
 def test_who_plays_a_run_is_not_part_of_its_resume_view():
