@@ -12,9 +12,10 @@ own cold response cache (`--cache run`), so each one computes everything. Measur
 
 Ratios are against the 1-core run measured in the same invocation. The records of every run are
 compared with the 1-core run's: with one thread per worker (processes, Ray actors) they must be
-byte-identical; with several intra-op threads a matrix product sums in another order, so the
-threads row must make the same choices with probabilities equal within 1e-4 ("same within 1e-4").
-Any other difference exits 1.
+byte-identical, and any difference exits 1. With several intra-op threads a matrix product sums
+in another order, so the threads row is only reported: "same within 1e-4", "same choices", or how
+many choices differ (at temperature 1 a rounding change can flip a sampled token of a setup reply,
+and that episode's later log-probs follow it).
 
     python bench/bench_scale.py            # the default run: 16 episodes, 96 decisions
     python bench/bench_scale.py --quick    # 2 values x goal on: 4 episodes, 24 decisions
@@ -147,14 +148,18 @@ def _close(a: Any, b: Any, tol: float) -> bool:
 
 
 def _compare(records: bytes, base: bytes, tol: float = 1e-4) -> str:
-    """'identical', 'same within 1e-4' (every field equal, floats within tol) or 'NO'."""
+    """'identical'; 'same within 1e-4' (every field equal, floats within tol); 'same choices' (every
+    decision's option and validity equal, other fields not); else 'NO (k of n choices differ)'."""
     if records == base:
         return "identical"
     a, b = records.decode().splitlines(), base.decode().splitlines()
-    same = len(a) == len(b) and all(
-        _close(json.loads(x), json.loads(y), tol) for x, y in zip(a, b, strict=True)
-    )
-    return f"same within {tol:g}" if same else "NO"
+    if len(a) != len(b):
+        return f"NO ({len(a)} decisions vs {len(b)})"
+    da, db = [json.loads(x) for x in a], [json.loads(y) for y in b]
+    if all(_close(x, y, tol) for x, y in zip(da, db, strict=True)):
+        return f"same within {tol:g}"
+    differ = sum((x["option"], x["valid"]) != (y["option"], y["valid"]) for x, y in zip(da, db, strict=True))
+    return "same choices" if differ == 0 else f"NO ({differ} of {len(da)} choices differ)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,15 +229,16 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(
             json.dumps([{k: v for k, v in r.items() if k != "records"} for r in rows], indent=2)
         )
-    bad = [
-        r["name"]
-        for r in rows
-        if not (r["same_records"] == "identical" or ("threads" in r["name"] and r["same_records"] != "NO"))
-    ]
+    bad = [r["name"] for r in rows if "threads" not in r["name"] and r["same_records"] != "identical"]
     for name in bad:
-        print(
-            f"\nRECORDS DIFFER: {name} ({'same choices' if 'threads' in name else 'identical records'} expected)"
-        )
+        print(f"\nRECORDS DIFFER: {name} (identical records expected: one thread per worker)")
+    for r in rows:
+        if "threads" in r["name"] and r["same_records"] != "identical":
+            print(
+                f"\nthreads row: {r['same_records']}. Expected to differ: another thread count sums in another "
+                "order, and at temperature 1 a rounding change can flip a sampled token of a value-induction or "
+                "goal reply, which changes that episode's later log-probs (and can change its choices)."
+            )
     return 1 if bad else 0
 
 

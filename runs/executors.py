@@ -12,11 +12,12 @@ Every executor plays the same *units* the same way, so the records do not depend
 them, or on how many workers it had. A unit is whole cells of one trial, up to
 `UNIT_BATCHES` batches of episodes (`work_units`); a cell is a value's goal conditions and option orders (one agent,
 instrument, trial, prompt set and framing), which share the episode seed and hence the
-value-induction and goal calls (one induction serves them all). A unit is played alone, after
-`reset_prefix_cache` on every backend: its seats started together, then `batch_size` episodes
-stepped together at a time, so its float
-rounding does not depend on what its worker played before (float32 on CPU: the same records, bit
-for bit, whatever the executor; tested). Workers build their agents once.
+value-induction and goal calls (one induction serves them all). A unit is played alone: after
+`reset_prefix_cache` on every backend its seats are started together, then its episodes are
+stepped `batch_size` at a time, with the prefix caches emptied again between batches (a finished
+batch's conversations are not needed again). So its float rounding does not depend on what its
+worker played before (float32 on CPU: the same records, bit for bit, whatever the executor;
+tested). Workers build their agents once.
 
 An executor yields `Finished` results as episodes end; it never writes.
 """
@@ -72,6 +73,9 @@ def episode_groups(pending: Sequence[EpisodeSpec]) -> list[list[EpisodeSpec]]:
 #: with one batch per unit every induction and goal reply was decoded alone, 8 generation calls of
 #: 1 row (85 s of 161 s); two batches per unit make 4 calls of 2 rows, as the code before the one
 #: runner did. Not more: the default run's 16 episodes must still make 2 units, one per worker.
+#: The prefix caches are emptied between a unit's batches: left in the store, the first batch's
+#: finished conversations grew its cap (to 9/8 of their working set) and lifted the peak to 1.98 GB;
+#: emptied, 1.87 GB, for about 3 s of recomputed setup prefixes per unit.
 UNIT_BATCHES = 2
 
 
@@ -106,8 +110,8 @@ def play_unit(
     on_steps: Callable[[int], None] | None = None,
 ) -> Iterator[list[Finished]]:
     """Play one unit: reset every backend's prefix cache, start every seat of the unit together,
-    then step its episodes `config.batch_size` at a time; yields each batch's finished episodes.
-    The one way every executor plays."""
+    then step its episodes `config.batch_size` at a time, resetting the prefix caches between
+    batches; yields each batch's finished episodes. The one way every executor plays."""
     from runs.episodes import build_game, records
     from runs.rollout import play, start
 
@@ -117,6 +121,9 @@ def play_unit(
     started = start([g for g, _ in built], on_decisions=on_steps)
     size = config.batch_size
     for i in range(0, len(unit), size):
+        if i:  # the finished batch's conversations are not needed again: their memory goes now
+            for b in backends:
+                b.reset_prefix_cache()
         part = built[i : i + size]
         played = play([g for g, _ in part], on_decisions=on_steps, started=started[i : i + size])
         out = []

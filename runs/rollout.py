@@ -2,8 +2,9 @@
 PettingZoo envs (parallel and AEC dilemmas), batching every agent's decisions in each step.
 
 One `Game` is one episode: an env, and for each seat (player) an agent and its EpisodeContext.
-`play` resets every env with its seed, starts every seat (one `start_batch` per agent object),
-then repeatedly collects every observation waiting for a decision across all games, asks each
+`play` resets every env with its seed, starts every seat (one `start_batch` per agent object;
+`start` does this apart, so that seats of more games than are stepped together can start in one
+call), then repeatedly collects every observation waiting for a decision across all games, asks each
 agent object for all of its decisions at once (`act_batch`), and steps the envs. An invalid
 decision (action None) is passed on as the env's NO_ANSWER and stays invalid in the record; it is
 never replaced by an action.
@@ -227,9 +228,7 @@ class _Table:
         self.actions = {}
 
 
-def start(
-    games: Sequence[Game], on_decisions: Callable[[int], None] | None = None
-) -> list[dict[str, Any]]:
+def start(games: Sequence[Game], on_decisions: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     """Start every seat of every game: one `start_batch` per agent object, over all of that agent's
     seats in these games (value induction and goal prompts for all of them together). Returns each
     game's seat states by player, for `play(..., started=...)`."""

@@ -34,13 +34,13 @@ SHORT = [
 ]  # shorter setup replies: a small test
 SLIDER = [
     "--agents", "llm:embedded", "--values", "prosocial", "competitive", "--goal", "on",
-    "--orders", "fixed", "reversed", "--cache", "run", "--batch-size", "2", *SHORT,
-]  # fmt: skip  # 4 episodes in 2 units (one per value)
+    "--orders", "fixed", "reversed", "--cache", "run", "--batch-size", "1", *SHORT,
+]  # fmt: skip  # 4 episodes in 2 units (one per value: a unit is up to 2 batches), 2 batches each
 SCENARIO = [
     "--scenario", "prisoners_dilemma", "--agents", "*=llm:embedded", "--values", "prosocial", "competitive",
-    "--cache", "run", "--batch-size", "2", *SHORT,
+    "--cache", "run", "--batch-size", "1", *SHORT,
 ]  # fmt: skip  # 4 episodes in 2 units
-KILL = [*SLIDER, "--batch-size", "1"]  # a unit's two episodes in two batches: one is written before the kill
+KILL = SLIDER  # a unit's two episodes in two batches: one is written before the kill
 
 
 def _usable() -> str | None:
