@@ -20,4 +20,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from runs.evaluate import cli, exit_process
+
+    exit_process(cli(main))  # the same interrupt handling and exit statuses as runs.evaluate

@@ -17,6 +17,7 @@ import argparse
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -573,22 +574,28 @@ def _finish(store: RunStore, run_dir: Path, outcome: RunOutcome, elapsed: float)
 
 
 def _interruptible(fn: Callable[[], int]) -> int:
-    """Run `fn` with SIGTERM turned into KeyboardInterrupt; an interrupt anywhere exits 130."""
-    previous = signal.getsignal(signal.SIGTERM)
+    """Run `fn` with SIGINT and SIGTERM turned into KeyboardInterrupt (runs.evaluate.on_signal); an
+    interrupt anywhere exits 130, also where a library turned it into an error of its own."""
+    from runs.evaluate import interrupted, on_signal, reset_interrupt
 
-    def _term(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _term)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] if main_thread else []
+    reset_interrupt()
+    if main_thread:
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
     try:
         return fn()
+    except Exception as err:
+        if not interrupted(err):
+            raise
     except KeyboardInterrupt:
-        print(
-            "interrupted: nothing finished is lost (finish with --resume DIR, or run again)", file=sys.stderr
-        )
-        return EXIT_INTERRUPTED
+        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, h in zip((signal.SIGINT, signal.SIGTERM), previous, strict=False):
+            signal.signal(s, h)
+    print("interrupted: nothing finished is lost (finish with --resume DIR, or run again)", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

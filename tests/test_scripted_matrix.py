@@ -159,7 +159,9 @@ def test_seats_started_apart_play_as_seats_started_by_play() -> None:
     def games():
         return [build_game(ep, config, agents) for ep in eps]
 
-    whole = [records(ep, p, s) for ep, (_, s), p in zip(eps, games(), play([g for g, _ in games()]), strict=True)]
+    whole = [
+        records(ep, p, s) for ep, (_, s), p in zip(eps, games(), play([g for g, _ in games()]), strict=True)
+    ]
     built = games()
     started = start([g for g, _ in built])
     parts = []

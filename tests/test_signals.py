@@ -133,3 +133,73 @@ def test_interrupt_during_model_load(tmp_path):
     assert stored_episodes(run) == 0
     _finish(run, *argv)
     assert stored_episodes(run) == 1
+
+
+def _converting_entry() -> int:
+    """An entry whose library turns the KeyboardInterrupt into its own error (as pydantic-core did
+    while building a schema during start-up imports)."""
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        raise ValueError("Error building `model` serializer: KeyboardInterrupt") from None
+    return 0
+
+
+def test_an_interrupt_a_library_turned_into_its_own_error_is_still_an_interrupt():
+    # the runner, in this process: exit 130, and the signal handlers are put back
+    from runs.runner import _interruptible
+
+    before = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
+    assert _interruptible(_converting_entry) == 130
+    assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == before
+    # an error without an interrupt stays an error
+    with pytest.raises(ValueError, match="plain"):
+        _interruptible(lambda: (_ for _ in ()).throw(ValueError("plain")))
+    # the command line's entry (it holds signals until exit, so in its own process)
+    code = "import sys, test_signals; from runs.evaluate import cli; sys.exit(cli(test_signals._converting_entry))"
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (r.returncode, "Traceback" in r.stderr) == (130, False), r.stderr[-2000:]
+    assert "interrupted" in r.stderr
+
+
+def test_an_interrupt_ends_with_130_even_when_cpython_kept_an_unhandled_interrupt_flag(tmp_path):
+    """A KeyboardInterrupt raised in module code that C runs (PyRun_*) during start-up imports
+    leaves CPython's unhandled-interrupt flag set; at exit CPython then kills the process by
+    SIGINT (status -2) although the interrupt was handled, wherever a thread does not block it.
+    Here the flag is set on purpose, then a real run is interrupted through
+    `python -m runs.evaluate`'s own entry."""
+    run = tmp_path / "r"
+    grid = [*GRID]
+    grid[grid.index("--trials") + 1] = "400"  # still running when the signal comes
+    (tmp_path / "flagged.py").write_text(
+        "import ctypes, os, runpy, signal, sys, threading\n"
+        "def interrupt():  # once the run is under way (imports done: a later PyRun_* resets the flag)\n"
+        "    ctypes.pythonapi.PyRun_SimpleString(b'raise KeyboardInterrupt')  # sets the flag\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "threading.Timer(1.5, interrupt).start()\n"
+        "# a thread that does not block signals (libraries start such threads: BLAS pools, Ray...)\n"
+        f"threading.Thread(target=signal.sigwait, args=({{signal.SIGUSR1}},), daemon=True).start()\n"
+        f"sys.argv = ['runs.evaluate', '--run-dir', {str(run)!r}, '--no-progress', *{grid!r}]\n"
+        "runpy.run_module('runs.evaluate', run_name='__main__', alter_sys=True)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "flagged"],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}",
+            "SVO_CACHE_DIR": str(tmp_path / ".c"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 130, (r.returncode, r.stderr[-2000:])
+    assert "interrupted" in r.stderr
