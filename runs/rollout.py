@@ -113,9 +113,16 @@ def _canonical(obs: Mapping[str, Any]) -> tuple[list[int], list[list[float]]]:
     return order.tolist(), np.round(canon, 6).tolist()
 
 
-def _players(env: Any) -> list[str]:
-    """The seats an env needs: SOLO for a Gymnasium env, else its possible agents."""
-    return [SOLO] if _kind(env) == "gym" else list(env.possible_agents)
+def _players(env: Any, kind: str | None = None) -> list[str]:
+    """The seats an env needs: SOLO for a Gymnasium env, else its possible agents (kind: the env's
+    `_kind`, when already known)."""
+    return [SOLO] if (kind or _kind(env)) == "gym" else list(env.possible_agents)
+
+
+def _check_seats(i: int, game: Game, players: Sequence[str]) -> None:
+    missing = sorted(set(players) - set(game.seats))
+    if missing:
+        raise ValueError(f"game {i}: no seat for player(s) {missing}")
 
 
 class _Table:
@@ -145,12 +152,10 @@ class _Table:
                 self.obs[i], info = env.reset(seed=g.seed)
                 self.played[i].reset_info = dict(info)
                 self.done[i] = kind == "parallel" and not env.agents
-            missing = sorted(set(self._players(i)) - set(g.seats))
-            if missing:
-                raise ValueError(f"game {i}: no seat for player(s) {missing}")
+            _check_seats(i, g, self._players(i))
 
     def _players(self, i: int) -> list[str]:
-        return _players(self.envs[i])
+        return _players(self.envs[i], self.kinds[i])
 
     def waiting(self) -> list[tuple[int, str, Any]]:
         """Every (game, player, observation) that needs a decision now."""
@@ -235,10 +240,9 @@ def start(games: Sequence[Game], on_decisions: Callable[[int], None] | None = No
     agents: dict[int, Agent] = {}
     seats_of: dict[int, list[tuple[int, str]]] = {}
     for i, g in enumerate(games):
-        missing = sorted(set(_players(g.env)) - set(g.seats))
-        if missing:
-            raise ValueError(f"game {i}: no seat for player(s) {missing}")
-        for p in _players(g.env):
+        players = _players(g.env)
+        _check_seats(i, g, players)
+        for p in players:
             a = g.seats[p].agent
             agents.setdefault(id(a), a)
             seats_of.setdefault(id(a), []).append((i, p))
