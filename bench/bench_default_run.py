@@ -3,6 +3,7 @@ revision of this repository: wall time and peak memory of each, and the ratio.
 
     python bench/bench_default_run.py                  # this checkout vs the revision before the one-runner change
     python bench/bench_default_run.py --baseline REV --repeats 2 --current-args "--workers 1"
+    python bench/bench_default_run.py --run-args "--paper" --baseline 254a07b   # the paper's own mode
 
 The baseline revision is checked out into a temporary git worktree and run with its own code, in
 the same Python environment, alternating with this checkout (A B A B...), each with a cold
@@ -39,15 +40,22 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ARGS",
         help="also time this checkout with these extra flags (repeatable), e.g. '--workers 1'",
     )
+    p.add_argument(
+        "--run-args",
+        default="",
+        metavar="ARGS",
+        help="flags for every run, baseline and current (e.g. '--paper': the paper preset instead of the default run)",
+    )
     args = p.parse_args(argv)
+    common = args.run_args.split()
     with tempfile.TemporaryDirectory(prefix="svo-bench-") as tmp:
         tmp_path = Path(tmp)
         base = tmp_path / "baseline"
         subprocess.run(["git", "worktree", "add", "--detach", str(base), args.baseline], cwd=ROOT, check=True,
                        capture_output=True)  # fmt: skip
         try:
-            variants = [("baseline", base, []), ("current", ROOT, [])]
-            variants += [(f"current {a}", ROOT, a.split()) for a in args.current_args]
+            variants = [("baseline", base, common), ("current", ROOT, common)]
+            variants += [(f"current {a}", ROOT, [*common, *a.split()]) for a in args.current_args]
             times: dict[str, list[float]] = {v[0]: [] for v in variants}
             peaks: dict[str, list[float]] = {v[0]: [] for v in variants}
             for k in range(args.repeats):
@@ -62,11 +70,15 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, capture_output=True)
             subprocess.run(["git", "worktree", "prune"], cwd=ROOT, capture_output=True)  # no stale entry left
     b, c = statistics.median(times["baseline"]), statistics.median(times["current"])
-    print(f"\nbaseline {args.baseline}: {b:.1f} s, peak {max(peaks['baseline']):.2f} GB")
-    print(f"current:  {c:.1f} s, peak {max(peaks['current']):.2f} GB")
-    print(
-        f"wall time ratio current/baseline: {c / b:.3f} (target <= 1.10); largest process under 2 GB: {max(peaks['current']) < 2.0}"
-    )
+    print(f"\nbaseline {args.baseline}: {b:.1f} s ({b / 60:.1f} min), peak {max(peaks['baseline']):.2f} GB")
+    print(f"current:  {c:.1f} s ({c / 60:.1f} min), peak {max(peaks['current']):.2f} GB")
+    if common:
+        print(f"wall time ratio current/baseline: {c / b:.3f}; runs: {' '.join(common)}")
+    else:
+        print(
+            f"wall time ratio current/baseline: {c / b:.3f} (target <= 1.10); largest process under 2 GB: "
+            f"{max(peaks['current']) < 2.0}"
+        )
     return 0
 
 
@@ -75,7 +87,7 @@ def _timed(code_dir: Path, work: Path, label: str, extra: list[str]) -> tuple[fl
     code_dir and `extra` flags: under /usr/bin/time -v where there is one, else from getrusage."""
     results, cache = work / f"results-{label}", work / f"cache-{label}"
     env = {**os.environ, "PYTHONPATH": str(code_dir), "SVO_CACHE_DIR": str(cache)}
-    command = [sys.executable, "-m", "runs.evaluate", "--results-dir", str(results), "--name", "default",
+    command = [sys.executable, "-m", "runs.evaluate", "--results-dir", str(results), "--name", "bench",
                "--no-progress", *extra]  # fmt: skip
     timer = ["/usr/bin/time", "-v"] if Path("/usr/bin/time").exists() else []
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

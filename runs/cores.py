@@ -13,8 +13,8 @@ also keep the records independent of the machine.
 
 So `workers: auto` with `threads: auto` (or 1) gives one worker per core the process may use
 (`os.sched_getaffinity`, not the machine's total: a container or `taskset` limits it), each on one
-thread, capped by the memory available (each worker holds its own model: WORKER_MEMORY_BYTES) and
-by the number of work units. With `workers: auto`, runs without a local model (scripted agents, RL
+thread, capped by the memory available (each worker holds its own model and its conversations:
+`worker_memory`) and by the number of work units. With `workers: auto`, runs without a local model (scripted agents, RL
 policies, API models) use this process alone: their work is not CPU-bound.
 Overrides: `threads: N` alone gives cores // N workers of N threads; `workers: N` alone gives N
 workers of cores // N threads; both set are taken as given.
@@ -30,18 +30,32 @@ from typing import Any
 from runs.config import RunConfig
 
 __all__ = [
+    "GENERATE_EPISODE_BYTES",
     "WORKER_MEMORY_BYTES",
     "CoreChoice",
     "available_memory",
     "choose_cores",
     "local_model",
     "usable_cores",
+    "worker_memory",
 ]
 
 #: Memory set aside per worker: the default run's whole process peaked at 1.93 GB (README,
 #: /usr/bin/time -v) and 2 workers with their driver at 3.3 GB (bench_scale.py); rounded up for
 #: the prefix store's growth on longer conversations.
 WORKER_MEMORY_BYTES = 2_500_000_000
+#: In generate mode (free text), each episode stepped together holds its whole conversation's keys
+#: and values until its last item: up to about 2,700 tokens x 46 KB for the embedded model in
+#: float32 (`--paper`), plus its share of the extractor prompts and re-ask branches.
+GENERATE_EPISODE_BYTES = 150_000_000
+
+
+def worker_memory(config: RunConfig) -> int:
+    """Memory to set aside per worker: WORKER_MEMORY_BYTES, plus in generate mode the conversations
+    of a batch (`batch_size` x GENERATE_EPISODE_BYTES) beyond the default run's."""
+    if config.llm.mode != "generate":
+        return WORKER_MEMORY_BYTES
+    return max(WORKER_MEMORY_BYTES, 1_000_000_000 + config.batch_size * GENERATE_EPISODE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -113,12 +127,11 @@ def choose_cores(config: RunConfig, specs: Sequence[str], units: int | None = No
     ]
     mem = available_memory()
     if mem is not None and n > 1:
-        fit = max(1, mem // WORKER_MEMORY_BYTES)
+        need = worker_memory(config)
+        fit = max(1, mem // need)
         if fit < n:
             n = int(fit)
-            why.append(
-                f"memory: {mem / 1e9:.1f} GB available holds {n} worker(s) of {WORKER_MEMORY_BYTES / 1e9:.1f} GB"
-            )
+            why.append(f"memory: {mem / 1e9:.1f} GB available holds {n} worker(s) of {need / 1e9:.1f} GB")
     if units is not None and 0 < units < n:
         n = units
         why.append(f"{units} work unit(s) to play")

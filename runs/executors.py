@@ -1,17 +1,17 @@
 """Executors: who plays a run's pending episodes. The runner plans the missing episodes, hands them
-out in groups (a trial's episodes together: its values, goal conditions and option orders share
-the episode seed, so the paired design holds and the response cache serves the repeated setup
-calls), and writes every finished episode through the run store itself: the store stays the single
-writer, whichever executor played it.
+out in groups (an agent's episodes of one instrument or scenario, a trial's cells together: a
+value's goal conditions and option orders share the episode seed, so the paired design holds and
+the response cache serves the repeated setup calls), and writes every finished episode through the
+run store itself: the store stays the single writer, whichever executor played it.
 
 - `LocalExecutor` (executor: local, one worker): this process.
 - `PoolExecutor` (executor: local, workers > 1; runs/pool.py): worker processes of this machine.
 - `RayExecutor` (executor: ray; runs/ray_executor.py): Ray actors, on one machine or a cluster.
 
 Every executor plays the same *units* the same way, so the records do not depend on which one ran
-them, or on how many workers it had. A unit is whole cells of one trial, up to
-`UNIT_BATCHES` batches of episodes (`work_units`); a cell is a value's goal conditions and option orders (one agent,
-instrument, trial, prompt set and framing), which share the episode seed and hence the
+them, or on how many workers it had. A unit is whole cells of one group, up to
+`unit_cap` episodes (`work_units`); a cell is a value's goal conditions and option orders (one
+agent, instrument, trial, prompt set and framing), which share the episode seed and hence the
 value-induction and goal calls (one induction serves them all). A unit is played alone: after
 `reset_prefix_cache` on every backend its seats are started together, then its episodes are
 stepped `batch_size` at a time, with the prefix caches emptied again between batches (a finished
@@ -40,6 +40,7 @@ __all__ = [
     "UNIT_BATCHES",
     "episode_groups",
     "play_unit",
+    "unit_cap",
     "work_units",
 ]
 
@@ -59,35 +60,47 @@ class Finished:
 
 
 def episode_groups(pending: Sequence[EpisodeSpec]) -> list[list[EpisodeSpec]]:
-    """The pending episodes in groups of one (agent, instrument or scenario, trial), plan order kept."""
-    groups: dict[tuple[str, str, int], list[EpisodeSpec]] = {}
+    """The pending episodes in groups of one (agent, instrument or scenario), plan order kept: the
+    episodes that may share a unit (its trials' cells, see `work_units`)."""
+    groups: dict[tuple[str, str], list[EpisodeSpec]] = {}
     for e in pending:
-        groups.setdefault((e.agent, e.instrument, e.trial), []).append(e)
+        groups.setdefault((e.agent, e.instrument), []).append(e)
     return list(groups.values())
 
 
-#: Batches per unit: a unit holds whole cells of one trial, up to this many batches of episodes.
-#: Its seats are started together (value induction and goal calls for all its cells in one
-#: generation call each, so decoding steps several conversations at once), then its decisions are
-#: stepped a batch at a time. Measured on the default run in one process (2-core VM, cProfile):
-#: with one batch per unit every induction and goal reply was decoded alone, 8 generation calls of
-#: 1 row (85 s of 161 s); two batches per unit make 4 calls of 2 rows, as the code before the one
-#: runner did. Not more: the default run's 16 episodes must still make 2 units, one per worker.
-#: The prefix caches are emptied between a unit's batches: left in the store, the first batch's
-#: finished conversations grew its cap (to 9/8 of their working set) and lifted the peak to 1.98 GB;
-#: emptied, 1.87 GB, for about 3 s of recomputed setup prefixes per unit.
+#: Batches per unit: a unit holds whole cells of one agent and instrument (from any trials), up to
+#: this many batches of episodes. Its seats are started together (value induction and goal calls
+#: for all its cells in one generation call each, so decoding steps several conversations at once),
+#: then its decisions are stepped a batch at a time. Measured on the default run in one process
+#: (2-core VM, cProfile): with one batch per unit every induction and goal reply was decoded alone,
+#: 8 generation calls of 1 row (85 s of 161 s); two batches per unit make 4 calls of 2 rows, as the
+#: code before the one runner did. Not more: the default run's 16 episodes must still make 2 units,
+#: one per worker. The prefix caches are emptied between a unit's batches: left in the store, the
+#: first batch's finished conversations grew its cap (to 9/8 of their working set) and lifted the
+#: peak to 1.98 GB; emptied, 1.87 GB, for about 3 s of recomputed setup prefixes per unit.
 UNIT_BATCHES = 2
+
+
+def unit_cap(group_size: int, batch_size: int) -> int:
+    """The most episodes a unit of a group of `group_size` holds: `UNIT_BATCHES` batches, but at
+    most half the group (rounded up) unless one batch is larger, so that any group of two batches
+    or more gives two workers work (the smallest machine a run targets has 2 cores). The default run
+    (16 episodes, batch 4): 8; `--paper` (80 episodes, batch 40): 40, not one unit of 80."""
+    return min(UNIT_BATCHES * batch_size, max(batch_size, -(-group_size // 2)))
 
 
 def work_units(groups: Sequence[Sequence[EpisodeSpec]], batch_size: int) -> list[list[EpisodeSpec]]:
     """The groups cut into units (see the module doc), each in plan order. A cell is the episodes of
     one (agent, instrument, trial, value, prompt set, framing): a value's goal conditions and orders,
-    which share the episode seed. Within each (agent, instrument, trial), whole cells (in the order
-    of their first episode) join one unit while it holds at most `UNIT_BATCHES * batch_size`
-    episodes (a larger cell is a unit alone), so no cell is split between workers."""
-    cap = UNIT_BATCHES * batch_size
+    which share the episode seed. Within each group (one agent and instrument), whole cells (in the
+    order of their first episode, so a trial's cells stay together) join one unit while it holds at
+    most `unit_cap` episodes (a larger cell is a unit alone), so no cell is split between workers.
+    Trials share units: the `--paper` preset's trials are 8 episodes each, and a free-text call
+    decodes until its longest reply ends, so the more episodes step together, the fewer decoding
+    steps the run takes (docs/benchmarks.md)."""
     units: list[list[EpisodeSpec]] = []
     for group in groups:
+        cap = unit_cap(len(group), batch_size)
         cells: dict[tuple, list[EpisodeSpec]] = {}
         for e in sorted(group, key=lambda e: e.seq):
             cells.setdefault((e.agent, e.instrument, e.trial, e.value, e.prompt_set, e.framing), []).append(e)

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from probes import stored_episodes
 
-from runs.config import load_config
-from runs.cores import WORKER_MEMORY_BYTES, choose_cores, usable_cores
+from runs.config import load_config, preset_path
+from runs.cores import GENERATE_EPISODE_BYTES, WORKER_MEMORY_BYTES, choose_cores, usable_cores, worker_memory
 from runs.executors import UNIT_BATCHES, episode_groups, work_units
 from runs.plan import plan
 from runs.store import DB, DECISIONS, EPISODES, RunStore
@@ -56,25 +56,30 @@ def _records(run: Path) -> tuple[bytes, bytes]:
 # -- units and the core choice ---------------------------------------------------------------------
 
 
-def test_units_are_whole_cells_of_a_trial_up_to_unit_batches_in_plan_order():
+def test_units_are_whole_cells_up_to_unit_batches_in_plan_order():
     cfg = load_config(None, {"trials": 2, "goal": "both", "orders": ["fixed", "reversed", "permuted"]})
     eps = plan(cfg)
     groups = episode_groups(eps)
     assert UNIT_BATCHES == 2
-    # cells of 6 episodes, trials of 24: whole cells up to 2 batches, never across a trial
-    for size, per_unit in ((3, 6), (6, 12), (12, 24), (1, 6), (4, 6), (5, 6), (8, 12), (100, 24)):
+    # cells of 6 episodes, trials of 24: whole cells up to 2 batches, across trials
+    for size, per_unit in ((3, 6), (6, 12), (12, 24), (1, 6), (4, 6), (5, 6), (8, 12), (100, 48)):
         units = work_units(groups, size)
         assert sorted(e.seq for u in units for e in u) == list(range(len(eps)))
         assert {len(u) for u in units} == {per_unit}, size
         for u in units:
             assert [e.seq for e in u] == sorted(e.seq for e in u)
-            assert len({e.trial for e in u}) == 1  # never across trials
+            assert len({e.agent for e in u}) == len({e.instrument for e in u}) == 1
         cells = {(e.trial, e.value) for e in eps}
         for cell in cells:  # a cell (a value's goals x orders, one seed) is never split
             assert sum(any((e.trial, e.value) == cell for e in u) for u in units) == 1
     # the default run: 2 units of 8 (two values each: one per worker of a 2-core machine)
     d = load_config(None, {})
     assert [len(u) for u in work_units(episode_groups(plan(d)), d.batch_size)] == [8, 8]
+    # --paper: 2 units of 40 (5 trials each), not 1 unit of 2 batches
+    p = load_config(preset_path("paper"), {})
+    units = work_units(episode_groups(plan(p)), p.batch_size)
+    assert [len(u) for u in units] == [40, 40] and p.batch_size == 40
+    assert [sorted({e.trial for e in u}) for u in units] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
 
 
 def test_who_plays_a_run_is_not_part_of_its_resume_view():
@@ -112,6 +117,21 @@ def test_core_choice_uses_the_affinity_and_prefers_single_thread_processes(monke
     _cores(monkeypatch, 8, mem=2.5 * WORKER_MEMORY_BYTES)
     c = choose_cores(cfg, ["llm:embedded"])
     assert c.workers == 2 and "memory" in c.why
+
+
+def test_generate_mode_sets_aside_a_batch_of_conversations_per_worker(monkeypatch):
+    """Free-text episodes hold their whole conversations while they step together: the memory set
+    aside per worker grows with the batch, so a machine short of it runs fewer workers."""
+    assert worker_memory(load_config(None, {})) == WORKER_MEMORY_BYTES  # log-prob mode
+    paper = load_config(preset_path("paper"), {})
+    need = worker_memory(paper)
+    assert need == 1_000_000_000 + paper.batch_size * GENERATE_EPISODE_BYTES > WORKER_MEMORY_BYTES
+    assert worker_memory(load_config(preset_path("paper"), {"batch_size": 2})) == WORKER_MEMORY_BYTES
+    _cores(monkeypatch, 2, mem=1.5 * need)
+    c = choose_cores(paper, ["llm:embedded"])
+    assert c.workers == 1 and f"of {need / 1e9:.1f} GB" in c.why
+    _cores(monkeypatch, 2, mem=2.5 * need)
+    assert choose_cores(paper, ["llm:embedded"]).workers == 2
 
 
 def test_usable_cores_follow_the_cpu_affinity_not_the_machine():

@@ -17,7 +17,7 @@ transformers = pytest.importorskip("transformers")
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage  # noqa: E402
 
 from agents.llm._engine import PrefixCachingEngine, RowSampling  # noqa: E402
-from agents.llm._kvstore import BLOCK, WINDOW, PrefixKVStore  # noqa: E402
+from agents.llm._kvstore import BLOCK, GROWTH, WINDOW, PrefixKVStore  # noqa: E402
 from agents.llm.backend import BackendError, Sampling  # noqa: E402
 from agents.llm.local import LocalBackend, embedded_model_path  # noqa: E402
 
@@ -88,12 +88,20 @@ def test_store_longest_prefix_supersede_and_cap():
     # redundant: already covered
     assert not store.put(seq(1, 2, 3), "kv-c", 30)
     store.release()
-    # eviction of the least recently used entry
+    # eviction: one-shot entries first (kv-d), though kv-b, which continues a conversation (it
+    # extended kv-a), is older
     assert store.put(seq(8, 8), "kv-d", 40)
     store.release()
     assert len(store) == 2 and store.bytes == 100
-    assert store.put(seq(9, 9), "kv-e", 50)
+    assert store.put(seq(9, 9), "kv-e", 30)
+    store.release()
     assert store.bytes <= 100 and store.evictions == 1
+    assert store.longest_prefix(seq(8, 8), limit=100) == (None, 0)  # kv-d was evicted
+    assert store.longest_prefix(seq(1, 2, 3), limit=100)[0].kv == "kv-b"
+    store.release()
+    # a conversation goes too when the one-shot entries do not free enough
+    assert store.put(seq(10, 10), "kv-f", 50, continues=True)
+    assert store.evictions == 3 and len(store) == 1 and store._entries[store._next_key].lasting
     assert store.longest_prefix(seq(1, 2, 3), limit=100) == (None, 0)  # kv-b was evicted
 
 
@@ -102,10 +110,11 @@ def test_store_protects_entries_used_in_the_current_call():
     store.put(seq(1, 2, 3), "a", 60)
     store.release()
     store.longest_prefix(seq(1, 2, 3, 4), limit=100)  # protected until release()
-    assert not store.put(seq(5, 6), "b", 350)  # would need to evict "a" (the cap grows 4x at most)
+    big = GROWTH * 100 - 10
+    assert not store.put(seq(5, 6), "b", big)  # would need to evict "a" (the cap grows GROWTH x at most)
     assert store.rejected == 1 and len(store) == 1
     store.release()
-    assert store.put(seq(5, 6), "b", 350)
+    assert store.put(seq(5, 6), "b", big)
     assert len(store) == 1
 
 
@@ -140,7 +149,7 @@ def test_store_keeps_the_conversations_in_use_whole_and_evicts_finished_ones():
         for c in new:
             assert store.put(c, "kv", 30 + 10 * (step + 1))
         store.release()
-        assert store.bytes <= store.cap <= 4 * store.max_bytes
+        assert store.bytes <= store.cap <= GROWTH * store.max_bytes
     assert all(store.longest_prefix(c, limit=len(c))[1] == len(c) for c in new)
     assert not any(store.longest_prefix(c, limit=len(c))[1] for c in convs)
 
@@ -222,15 +231,18 @@ def test_tiny_cache_cap_changes_speed_not_results(model, rows):
     small = PrefixCachingEngine(model, max_batch_tokens=100_000, max_cache_bytes=60 * big.kv_bytes_per_token)
     for _ in range(3):
         assert np.abs(big.end_logprobs(rows, range(300)) - small.end_logprobs(rows, range(300))).max() < 1e-5
-        assert small.store.bytes <= small.store.cap <= 4 * small.store.max_bytes
+        assert small.store.bytes <= small.store.cap <= GROWTH * small.store.max_bytes
         rows = extend(rows, rng)
     assert small.stats.computed_tokens > big.stats.computed_tokens
 
 
+@pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("prefix_cache", [False, True])
-def test_greedy_generate_batched_equals_alone_and_hf_generate(model, rows, prefix_cache):
+def test_greedy_generate_batched_equals_alone_and_hf_generate(model, rows, prefix_cache, ragged):
     samp = [RowSampling(temperature=0.0, max_new_tokens=8 + i, seed=i) for i in range(len(rows))]
-    engine = PrefixCachingEngine(model, max_batch_tokens=100_000, prefix_cache=prefix_cache)
+    engine = PrefixCachingEngine(
+        model, max_batch_tokens=100_000, prefix_cache=prefix_cache, ragged_decode=ragged
+    )
     batched = engine.generate(rows, samp, eos_ids=[2])
     alone_engine = PrefixCachingEngine(model, max_batch_tokens=100_000, prefix_cache=False)
     alone = [alone_engine.generate([r], [s], eos_ids=[2])[0] for r, s in zip(rows, samp, strict=True)]
@@ -250,14 +262,17 @@ def test_greedy_generate_batched_equals_alone_and_hf_generate(model, rows, prefi
     assert [len(b) for b in batched] == [s.max_new_tokens for s in samp] or any(2 in h for h in hf)
 
 
+@pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("top_p", [0.9, 1.0])
-def test_sampling_is_seeded_per_row_and_independent_of_batching(model, rows, top_p):
+def test_sampling_is_seeded_per_row_and_independent_of_batching(model, rows, top_p, ragged):
     samp = [
         RowSampling(temperature=1.0, top_p=top_p, max_new_tokens=10, seed=100 + i) for i in range(len(rows))
     ]
-    engine = PrefixCachingEngine(model, max_batch_tokens=100_000)
+    engine = PrefixCachingEngine(model, max_batch_tokens=100_000, ragged_decode=ragged)
     batched = engine.generate(rows, samp, eos_ids=[2])
-    again = PrefixCachingEngine(model, max_batch_tokens=150).generate(rows, samp, eos_ids=[2])
+    again = PrefixCachingEngine(model, max_batch_tokens=150, ragged_decode=not ragged).generate(
+        rows, samp, eos_ids=[2]
+    )
     alone = [
         PrefixCachingEngine(model, max_batch_tokens=100_000).generate([r], [s], eos_ids=[2])[0]
         for r, s in zip(rows, samp, strict=True)
@@ -284,15 +299,16 @@ def test_generated_tokens_are_reused_by_the_next_call(model, rows):
     assert engine.stats.computed_tokens <= 4 * len(set(map(bytes, follow)))
 
 
+@pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("temperature,top_p", [(0.0, 1.0), (1.0, 1.0), (1.3, 0.9)])
-def test_multi_turn_generate_with_reuse_equals_without(model, rows, temperature, top_p):
+def test_multi_turn_generate_with_reuse_equals_without(model, rows, temperature, top_p, ragged):
     """A conversation per row grows by its own reply and a new prompt each turn (the paper's
     generate mode). With prefix reuse, several prefill chunks decoding as one group, duplicate
     rows and mixed reply lengths, every turn gives the tokens that each row gets alone without
-    reuse, and only the new suffix is computed."""
+    reuse (and with the other decoding layout), and only the new suffix is computed."""
     rng = np.random.default_rng(3)
-    reuse = PrefixCachingEngine(model, max_batch_tokens=150, max_decode_tokens=100_000)
-    alone = PrefixCachingEngine(model, max_batch_tokens=100_000, prefix_cache=False)
+    reuse = PrefixCachingEngine(model, max_batch_tokens=150, max_decode_tokens=100_000, ragged_decode=ragged)
+    alone = PrefixCachingEngine(model, max_batch_tokens=100_000, prefix_cache=False, ragged_decode=not ragged)
     for turn in range(4):
         samp = [
             RowSampling(temperature, top_p, max_new_tokens=4 + (i % 3) * 5, seed=10 * turn + i)
@@ -311,6 +327,41 @@ def test_multi_turn_generate_with_reuse_equals_without(model, rows, temperature,
     assert reuse.stats.forward_calls < alone.stats.forward_calls
     lp = reuse.end_logprobs(rows, range(300))
     assert np.abs(lp - np.stack([reference_logprobs(model, r) for r in rows])).max() < 1e-5
+
+
+def test_ragged_decoding_frees_the_conversations_it_extends_before_decoding(model, rows, monkeypatch):
+    """Each row's cache moves out of the store once its prefill has read it (the row will store its
+    prompt + reply, which covers it), so the old and new copies of a conversation are not held
+    together; the finished rows' caches are stored as views of the rows' own tensors."""
+    engine = PrefixCachingEngine(model, max_batch_tokens=150, max_decode_tokens=100_000)
+    assert engine.ragged
+    samp = [RowSampling(1.0, 1.0, max_new_tokens=5, seed=i) for i in range(len(rows))]
+    outs = engine.generate(rows, samp, eos_ids=[])
+    assert engine.store.bytes > 0
+    held: list[int] = []
+    decode = engine._decode_ragged
+    monkeypatch.setattr(
+        engine, "_decode_ragged", lambda *a, **k: (held.append(engine.store.bytes), decode(*a, **k))[1]
+    )
+    follow = [
+        np.concatenate([r, np.asarray(o, dtype=np.int64), [5, 6]]) for r, o in zip(rows, outs, strict=True)
+    ]
+    engine.reset_stats()
+    engine.generate(follow, samp, eos_ids=[])
+    assert held == [0]  # every stored conversation was a whole prefix of a new row: all freed
+    assert engine.stats.computed_tokens <= 3 * len(follow)  # and all were reused first
+    entries = list(engine.store._entries.values())
+    assert len(entries) == len(follow)
+    # views of the rows' own tensors (which have room for the 5th token, never fed back), not copies
+    assert all(e.kv.untyped_storage().nbytes() > e.kv.numel() * e.kv.element_size() for e in entries)
+
+
+def test_ragged_decoding_needs_the_engines_cpu_attention():
+    eager = tiny_llama()
+    eager.set_attn_implementation("eager")
+    assert not PrefixCachingEngine(eager, max_batch_tokens=100).ragged
+    with pytest.raises(ValueError, match="ragged_decode needs a CPU model with sdpa attention"):
+        PrefixCachingEngine(eager, max_batch_tokens=100, ragged_decode=True)
 
 
 def test_decoding_together_takes_fewer_steps_than_prefill_chunks(model, rows):

@@ -15,8 +15,9 @@ the current call are protected from eviction until `release()`. The cap is `max_
 of the last `WINDOW` calls, and at most `GROWTH` x `max_bytes`: the conversations a run steps
 together stay whole even when they outgrow `max_bytes` (evicting one only to recompute it in the
 next call is all cost), while what they no longer use (finished conversations, one-shot prompts) is
-evicted beyond that; so are, first, the entries that a new one branches off near their end (a
-re-ask's earlier reply). A new entry that does not fit without evicting protected ones is not stored
+evicted beyond that; so are, first, the entries that do not continue a conversation (one-shot
+prompts such as the extractor's, and the entries that a new one branches off near their end: a
+re-ask's earlier reply), oldest first, and only then the conversations. A new entry that does not fit without evicting protected ones is not stored
 (its rows reuse their older, shorter prefix next time instead of thrashing the whole store).
 Storing is also O(query length), not O(entries): a second index maps the digest of each entry's last
 whole block to the entry, which finds the entries a new one extends.
@@ -43,6 +44,7 @@ class KVEntry:
     kv: Any  # torch.Tensor [layers, 2, kv_heads, T, head_dim]
     nbytes: int
     digests: list[bytes] = field(default_factory=list)
+    lasting: bool = False  # continues a conversation (see `put`)
 
 
 #: Lookups go through hashes of whole blocks of this many tokens, then refine token by token.
@@ -50,7 +52,7 @@ BLOCK = 16
 #: Calls whose working sets raise the cap (a trial's item step is at most 8 calls: item, then up to
 #: 3 x (extractor, re-ask), then the last extractor), and the most the cap may grow over max_bytes.
 WINDOW = 32
-GROWTH = 4
+GROWTH = 16
 #: An entry sharing at least this share of its tokens with a new one that branches off it is a sibling.
 SIBLING = 0.9
 
@@ -169,10 +171,19 @@ class PrefixKVStore:
             self._protect(best.key)
         return best, best_n
 
-    def put(self, tokens: np.ndarray, kv: Any, nbytes: int, digests: list[bytes] | None = None) -> bool:
+    def put(
+        self,
+        tokens: np.ndarray,
+        kv: Any,
+        nbytes: int,
+        digests: list[bytes] | None = None,
+        continues: bool = False,
+    ) -> bool:
         """Store the cache of `tokens`; False when it was redundant or did not fit.
 
-        `digests` (block_digests(tokens)) may be passed when already computed.
+        `digests` (block_digests(tokens)) may be passed when already computed. The entry continues
+        a conversation (it is evicted after the one-shot entries) when it extends a stored entry or
+        `continues` says that its prompt did (an engine that took that entry out already).
         """
         superseded: list[int] = []
         digests = block_digests(tokens) if digests is None else digests
@@ -196,7 +207,9 @@ class PrefixKVStore:
         need = self.bytes - freed + nbytes - cap
         evict: list[int] = []
         if need > 0:
-            for key, entry in self._entries.items():  # oldest first
+            one_shot = [k for k, e in self._entries.items() if not e.lasting]
+            for key in [*one_shot, *(k for k, e in self._entries.items() if e.lasting)]:  # each oldest first
+                entry = self._entries[key]
                 if key in self._protected or key in superseded:
                     continue
                 evict.append(key)
@@ -210,7 +223,14 @@ class PrefixKVStore:
             self._remove(key)
         self.evictions += len(evict)
         self._next_key += 1
-        entry = KVEntry(key=self._next_key, tokens=tokens, kv=kv, nbytes=nbytes, digests=digests)
+        entry = KVEntry(
+            key=self._next_key,
+            tokens=tokens,
+            kv=kv,
+            nbytes=nbytes,
+            digests=digests,
+            lasting=continues or bool(superseded),
+        )
         self._entries[entry.key] = entry
         for d in digests:
             self._blocks.setdefault(d, set()).add(entry.key)
@@ -234,6 +254,12 @@ class PrefixKVStore:
             n = common_prefix_len(entry.tokens, tokens)
             if n < len(entry.tokens) and n < len(tokens) and n >= SIBLING * len(entry.tokens):
                 self._entries.move_to_end(key, last=False)
+                entry.lasting = False
+
+    def discard(self, key: int) -> None:
+        """Drop entry `key` now (if still held): its tokens are about to be covered by a new entry."""
+        if key in self._entries:
+            self._remove(key)
 
     def release(self) -> None:
         """End of a call: entries looked up or stored so far may be evicted again."""

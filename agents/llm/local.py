@@ -299,15 +299,17 @@ def load_model(
 
 
 #: CPU: the KV that the rows of one generate call may hold while they decode together.
-_CPU_DECODE_BYTES = 1 << 30
+_CPU_DECODE_BYTES = 8 << 30
 
 
 def _default_decode_tokens(engine_kv_bytes: int, batch_tokens: int, device: Any) -> int:
-    """CPU: 1 GiB of KV (23,301 tokens in float32 for SmolLM2-135M: the 8 conversations of a --paper
-    batch at item 6, up to about 2,600 tokens each with re-asks, plus a 64-token reply). Each
+    """CPU: 8 GiB of KV, counted unpadded (CPU decoding is ragged: each row holds its own tokens),
+    186,413 tokens in float32 for SmolLM2-135M, so the 40 conversations of a --paper batch at item
+    6 (up to about 2,700 tokens each with re-asks, plus a 64-token reply) decode together. Each
     decoding step reads all the weights whatever the rows, so rows decoding together share that
-    cost; with 768 MiB the last items' calls split in two and took twice the steps. CUDA:
-    max_batch_tokens."""
+    cost; split in two, a call takes twice the steps (measured with 8 conversations and 768 MiB).
+    The rows' tensors become the prefix store's entries when they finish, so what a call holds is
+    what the batch's conversations hold anyway: `batch_size` bounds it. CUDA: max_batch_tokens."""
     if getattr(device, "type", str(device)) != "cuda":
         return max(batch_tokens, _CPU_DECODE_BYTES // engine_kv_bytes)
     return batch_tokens
