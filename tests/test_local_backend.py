@@ -118,6 +118,21 @@ def test_store_protects_entries_used_in_the_current_call():
     assert len(store) == 1
 
 
+def test_store_discard_frees_now_but_keeps_the_calls_working_set():
+    """Ragged decoding takes a conversation's entry out once its prefill has read it: the memory
+    goes at once, but the cap still counts it for this call (old + new, the headroom of before)."""
+    store = PrefixKVStore(max_bytes=100)
+    store.put(seq(1, 2), "a", 80)
+    store.release()
+    entry, _ = store.longest_prefix(seq(1, 2, 3), limit=100)
+    store.discard(entry.key)
+    store.discard(entry.key)  # gone already: nothing happens
+    assert store.bytes == 0 and len(store) == 0
+    assert store.put(seq(1, 2, 3), "b", 90)
+    store.release()
+    assert store.cap == 170 + 170 // 8
+
+
 def test_store_keeps_the_conversations_in_use_whole_and_evicts_finished_ones():
     """Conversations stepped together that outgrow max_bytes stay whole (evicting one would only
     recompute it next call); a one-shot prompt does not evict them; finished ones go."""

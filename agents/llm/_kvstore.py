@@ -52,6 +52,8 @@ BLOCK = 16
 #: Calls whose working sets raise the cap (a trial's item step is at most 8 calls: item, then up to
 #: 3 x (extractor, re-ask), then the last extractor), and the most the cap may grow over max_bytes.
 WINDOW = 32
+#: 16: a --paper worker's 40 conversations reach about 5 GB by the last item, 13x the CPU default of
+#: 384 MiB (agents/llm/local.py); the batch bounds what the store actually holds.
 GROWTH = 16
 #: An entry sharing at least this share of its tokens with a new one that branches off it is a sibling.
 SIBLING = 0.9
@@ -257,9 +259,17 @@ class PrefixKVStore:
                 entry.lasting = False
 
     def discard(self, key: int) -> None:
-        """Drop entry `key` now (if still held): its tokens are about to be covered by a new entry."""
+        """Drop entry `key` now (if still held): its tokens are about to be covered by a new entry.
+
+        An entry this call looked up still counts in the call's working set (it was used; the
+        entry covering it replaces it when the call ends), so the cap keeps the headroom it had
+        when the old and new entries were held together: measured on 16 `--paper` episodes, a cap
+        counting only the new entries evicted the extractor prompts that the next rounds reuse
+        (59,622 tokens computed against 36,593 with room to spare)."""
         if key in self._entries:
+            used = self._entries[key].nbytes if key in self._protected else 0
             self._remove(key)
+            self._working += used
 
     def release(self) -> None:
         """End of a call: entries looked up or stored so far may be evicted again."""

@@ -337,7 +337,7 @@ class LocalBackend(Backend):
     of a generate call that decode together; None = automatic (CPU 1 GiB of KV; CUDA
     max_batch_tokens). prefix_cache: reuse KV of computed prefixes across calls.
     max_cache_bytes: cap of that store (None: CPU 384 MiB, CUDA a quarter of the GPU's memory); it
-    grows to hold the conversations in use (at most 4x, see agents.llm._kvstore).
+    grows to hold the conversations in use (at most 16x, see agents.llm._kvstore).
     max_context_tokens: context limit for dropping old messages (None: the model's).
     convert_cache: write/read the safetensors copy of a GGUF under cache_root().
     """
