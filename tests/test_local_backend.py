@@ -120,17 +120,21 @@ def test_store_protects_entries_used_in_the_current_call():
 
 def test_store_discard_frees_now_but_keeps_the_calls_working_set():
     """Ragged decoding takes a conversation's entry out once its prefill has read it: the memory
-    goes at once, but the cap still counts it for this call (old + new, the headroom of before)."""
+    goes at once, but the cap still counts it for this call, up to max_bytes per call (headroom
+    beyond the conversations for the one-shot prompts that the next rounds reuse)."""
     store = PrefixKVStore(max_bytes=100)
     store.put(seq(1, 2), "a", 80)
+    store.put(seq(3, 4), "c", 70)
     store.release()
-    entry, _ = store.longest_prefix(seq(1, 2, 3), limit=100)
-    store.discard(entry.key)
-    store.discard(entry.key)  # gone already: nothing happens
+    a, _ = store.longest_prefix(seq(1, 2, 3), limit=100)
+    c, _ = store.longest_prefix(seq(3, 4, 5), limit=100)
+    store.discard(a.key)
+    store.discard(a.key)  # gone already: nothing happens
+    store.discard(c.key)
     assert store.bytes == 0 and len(store) == 0
     assert store.put(seq(1, 2, 3), "b", 90)
     store.release()
-    assert store.cap == 170 + 170 // 8
+    assert store.cap == 190 + 190 // 8  # 90 new + 100 of the 150 discarded
 
 
 def test_store_keeps_the_conversations_in_use_whole_and_evicts_finished_ones():

@@ -94,6 +94,7 @@ class PrefixKVStore:
         self._short: set[int] = set()  # entries shorter than one block
         self._recent: deque[int] = deque(maxlen=WINDOW)  # working-set bytes of the last calls
         self._working = 0  # bytes of the protected entries
+        self._discarded = 0  # bytes of this call's discarded entries still counted in _working
         self._next_key = 0
         self.evictions = 0
         self.rejected = 0
@@ -117,6 +118,7 @@ class PrefixKVStore:
         self._protected.clear()
         self._recent.clear()
         self._working = 0
+        self._discarded = 0
         self._blocks.clear()
         self._ends.clear()
         self._short.clear()
@@ -261,14 +263,17 @@ class PrefixKVStore:
     def discard(self, key: int) -> None:
         """Drop entry `key` now (if still held): its tokens are about to be covered by a new entry.
 
-        An entry this call looked up still counts in the call's working set (it was used; the
-        entry covering it replaces it when the call ends), so the cap keeps the headroom it had
-        when the old and new entries were held together: measured on 16 `--paper` episodes, a cap
-        counting only the new entries evicted the extractor prompts that the next rounds reuse
-        (59,622 tokens computed against 36,593 with room to spare)."""
+        An entry this call looked up still counts in the call's working set (it was used), up to
+        `max_bytes` per call, so the cap keeps some headroom beyond the conversations: measured on
+        16 `--paper` episodes, a cap counting only the new entries evicted the extractor prompts
+        that the next rounds reuse (59,622 tokens computed against 36,593 with room to spare),
+        while counting every discarded entry (the old + new headroom of the padded path) lifted the
+        peak from 3.5 to 4.5 GB."""
         if key in self._entries:
             used = self._entries[key].nbytes if key in self._protected else 0
             self._remove(key)
+            used = min(used, self.max_bytes - self._discarded)
+            self._discarded += used
             self._working += used
 
     def release(self) -> None:
@@ -276,3 +281,4 @@ class PrefixKVStore:
         self._recent.append(self._working)
         self._protected.clear()
         self._working = 0
+        self._discarded = 0
