@@ -733,6 +733,15 @@ class PrefixCachingEngine:
             kvs, lengths, logits, prompts, [samplings[r] for r in rows], eos, rows, results, continues
         )
 
+    def _row_draws(
+        self, samp: list[RowSampling]
+    ) -> tuple[list[torch.Generator], torch.Tensor, torch.Tensor, list[int]]:
+        """Per row: its seeded generator (one draw per step), temperature, top_p and reply limit."""
+        gens = [torch.Generator().manual_seed(int(s.seed)) for s in samp]
+        temps = torch.tensor([float(s.temperature) for s in samp], device=self.device)
+        top_ps = torch.tensor([float(s.top_p) for s in samp], device=self.device)
+        return gens, temps, top_ps, [int(s.max_new_tokens) for s in samp]
+
     def _decode_ragged(
         self,
         kvs: list[torch.Tensor | None],
@@ -749,10 +758,7 @@ class PrefixCachingEngine:
         prompt k) until each one ends; a finished row stops costing work at once. Same draws and
         stopping rule as `_decode`. continues[k]: prompt k extended a stored conversation (its
         cache is stored as one, `PrefixKVStore.put`)."""
-        gens = [torch.Generator().manual_seed(int(s.seed)) for s in samp]
-        temps = torch.tensor([float(s.temperature) for s in samp], device=self.device)
-        top_ps = torch.tensor([float(s.top_p) for s in samp], device=self.device)
-        limits = [int(s.max_new_tokens) for s in samp]
+        gens, temps, top_ps, limits = self._row_draws(samp)
         out: list[list[int]] = [[] for _ in samp]
         live = list(range(len(samp)))  # rows still decoding, in the order of logits' rows
         step = 0
@@ -817,10 +823,7 @@ class PrefixCachingEngine:
         buffer's rows have finished; then the buffer is compacted, so that later steps read less.
         """
         lengths = torch.tensor([len(a) for a in prompts], dtype=torch.long, device=self.device)
-        gens = [torch.Generator().manual_seed(int(s.seed)) for s in samp]
-        temps = torch.tensor([float(s.temperature) for s in samp], device=self.device)
-        top_ps = torch.tensor([float(s.top_p) for s in samp], device=self.device)
-        limits = [int(s.max_new_tokens) for s in samp]
+        gens, temps, top_ps, limits = self._row_draws(samp)
         out: list[list[int]] = [[] for _ in samp]
         slot = list(range(len(samp)))  # buffer row -> index in samp, or -1 once finished
         step = 0
