@@ -222,6 +222,12 @@ class RunConfig(_Strict):
             raise ValueError(f"{v} must be a whole number >= 1, or auto")
         return v
 
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_off(cls, v: Any) -> Any:
+        # YAML reads an unquoted `off` (a config file's `cache: off`, or `--set cache=off`) as false.
+        return "off" if v is False else v
+
     @field_validator("ray_address")
     @classmethod
     def _address(cls, v: str | None) -> str | None:

@@ -47,7 +47,7 @@ WORKER_MEMORY_BYTES = 2_500_000_000
 #: In generate mode (free text), each episode stepped together holds its whole conversation's keys
 #: and values until its last item: up to about 2,700 tokens x 46 KB for the embedded model in
 #: float32 (`--paper`), plus its share of the extractor prompts and re-ask branches. Measured: a
-#: `--paper` worker (40 episodes) peaked at 8.0 GB, so 1 GB + 40 x 175 MB = 8 GB is set aside.
+#: `--paper` run (40 episodes per worker) peaked at 7.8 GB, so 1 GB + 40 x 175 MB = 8 GB is set aside.
 GENERATE_EPISODE_BYTES = 175_000_000
 
 

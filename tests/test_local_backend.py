@@ -375,6 +375,41 @@ def test_ragged_decoding_frees_the_conversations_it_extends_before_decoding(mode
     assert all(e.kv.untyped_storage().nbytes() > e.kv.numel() * e.kv.element_size() for e in entries)
 
 
+@pytest.mark.parametrize("max_batch_tokens", [20, 100_000])
+def test_packed_ragged_prefill_logits_match_a_plain_forward(model, rows, monkeypatch, max_batch_tokens):
+    """The ragged path prefills the new tokens of several rows as one packed sequence, each row
+    attending over its own reused prefix and new tokens only. The last-position logits it hands to
+    decoding must be those of a plain full forward of each row (no cache, no packing), whether the
+    rows share a forward or not, on a first call (store empty: shared prefixes, a duplicate row)
+    and on a second call (each row's conversation reused from the store)."""
+    engine = PrefixCachingEngine(model, max_batch_tokens=max_batch_tokens, max_decode_tokens=100_000)
+    assert engine.ragged
+    seen: list[tuple[torch.Tensor, list[np.ndarray]]] = []
+    decode = engine._decode_ragged
+
+    def spy(kvs, lengths, logits, prompts, *rest):  # noqa: ANN001, ANN202
+        seen.append((logits.clone(), list(prompts)))
+        return decode(kvs, lengths, logits, prompts, *rest)
+
+    monkeypatch.setattr(engine, "_decode_ragged", spy)
+    samp = [RowSampling(1.0, 1.0, max_new_tokens=4, seed=i) for i in range(len(rows))]
+    outs = engine.generate(rows, samp, eos_ids=[])
+    follow = [
+        np.concatenate([r, np.asarray(o, dtype=np.int64), [5, 6, 7]]) for r, o in zip(rows, outs, strict=True)
+    ]
+    engine.reset_stats()
+    engine.generate(follow, samp, eos_ids=[])
+    assert engine.stats.reused_tokens > 0 and engine.stats.padded_tokens == 0
+    assert engine.stats.computed_tokens < 0.15 * engine.stats.prompt_tokens  # conversations reused
+    assert len(seen) == 2  # one decode group per call
+    for (logits, prompts), batch in zip(seen, [rows, follow], strict=True):
+        assert len(prompts) == len(batch)  # every output row, the duplicate included
+        assert sorted(map(bytes, prompts)) == sorted(map(bytes, batch))
+        for lg, prompt in zip(logits, prompts, strict=True):
+            want = reference_logprobs(model, prompt)
+            assert np.abs(torch.log_softmax(lg.float(), -1).double().numpy() - want).max() < 1e-5
+
+
 def test_ragged_decoding_needs_the_engines_cpu_attention():
     eager = tiny_llama()
     eager.set_attn_implementation("eager")

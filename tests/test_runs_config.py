@@ -145,3 +145,14 @@ def test_conversion_of_a_run_planned_with_other_episode_seeds_is_refused(tmp_pat
     assert "planned with episode seeds stable_seed('episode', base, instrument, order, trial)" in err
     assert (manifest["code"]["commit"] or "the commit in its manifest") in err
     assert not (run / DB).exists()
+
+
+def test_cache_off_unquoted_in_yaml_or_set_means_off(tmp_path):
+    """YAML reads an unquoted `off` as false: `cache: off` in a file and `--set cache=off` both
+    mean the cache is off, not a validation error."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("agents: [scripted:selfish]\ncache: off\n")
+    assert load_config(cfg).cache == "off"
+    assert load_config(None, {"cache": False}).cache == "off"
+    with pytest.raises(ConfigError, match="cache"):
+        load_config(None, {"cache": True})

@@ -21,6 +21,14 @@ buffer, each prefill chunk writing its rows right-aligned into it, and each step
 all of them. A finished row's prompt plus reply goes into the prefix store (so the next call, which
 extends the conversation with that reply, starts after it) and, once a quarter of the group has
 finished, the finished rows are compacted out of the buffer.
+
+On a CPU (`ragged_decode`, the default there) `generate` runs ragged instead: each row owns a
+tensor for its keys and values, with room for its reply. Its reused prefix is copied in once; the
+new tokens of several rows run as one packed sequence, each row attending over its own columns
+(`_ragged_prefill_attention`); decoding steps the rows together, each attending over its own
+columns (`_ragged_attention`). No padding is computed, copied or read, a finished row stops costing
+work at once, and its tensor becomes its store entry (a view, not a copy). The padded buffer stays
+for `end_logprobs` and for GPUs, where the row loop would cost more than the padding.
 """
 
 from __future__ import annotations
@@ -98,8 +106,11 @@ def _sdpa_gqa(
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     step = _RAGGED.get()
-    if step is not None and query.shape[2] == 1:
-        return _ragged_attention(module, query, key, value, step, kw.get("scaling")), None
+    if step is not None:
+        if step.s is not None:
+            return _ragged_prefill_attention(module, query, key, value, step, kw.get("scaling")), None
+        if query.shape[2] == 1:
+            return _ragged_attention(module, query, key, value, step, kw.get("scaling")), None
     groups = getattr(module, "num_key_value_groups", 1)
     plain = kw.get("dropout", 0.0) == 0.0 and kw.get("position_bias") is None and kw.get("softcap") is None
     if (
@@ -118,12 +129,18 @@ def _sdpa_gqa(
 
 @dataclass
 class _RaggedStep:
-    """One decoding step of rows that each own their keys and values: kv[b] is row b's
-    [layers, 2, kv_heads, capacity, head_dim], whose first n[b] columns hold its tokens so far; this
-    step's token goes to column n[b]."""
+    """One forward over rows that each own their keys and values: kv[b] is row b's
+    [layers, 2, kv_heads, capacity, head_dim], whose first n[b] columns hold its tokens so far.
+
+    Decoding (s is None): a batch of rows, one token each, written to column n[b].
+    Prefill (s given): one packed sequence (batch 1) holding row 0's s[0] new tokens, then row 1's,
+    and so on, written to columns [n[b], n[b] + s[b]); masks[b] is row b's causal mask over its
+    n[b] + s[b] columns (None: plain causal, or a single token that sees every column)."""
 
     kv: list[torch.Tensor]
     n: list[int]
+    s: list[int] | None = None
+    masks: list[torch.Tensor | None] | None = None
 
 
 #: Set by the engine around a ragged decoding forward (per thread: a ContextVar).
@@ -153,6 +170,36 @@ def _ragged_attention(
         )
         outs.append(o.reshape(1, hq, 1, d))
     return torch.cat(outs).transpose(1, 2).contiguous()
+
+
+def _ragged_prefill_attention(
+    module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, step: _RaggedStep, scaling: Any
+) -> torch.Tensor:
+    """Prefill attention of packed rows (`_RaggedStep` with s): each row's new tokens over its own
+    columns only (its reused prefix, then its new tokens, causally), so no padding is computed,
+    copied or masked. query [1, q_heads, sum(s), D], key/value [1, kv_heads, sum(s), D]."""
+    layer = module.layer_idx
+    assert step.s is not None and step.masks is not None
+    outs = []
+    off = 0
+    for b, s in enumerate(step.s):
+        kv, n = step.kv[b][layer], step.n[b]
+        kv[0, :, n : n + s] = key[0, :, off : off + s]
+        kv[1, :, n : n + s] = value[0, :, off : off + s]
+        mask = step.masks[b]
+        outs.append(
+            torch.nn.functional.scaled_dot_product_attention(
+                query[:, :, off : off + s],
+                kv[0, :, : n + s].unsqueeze(0),
+                kv[1, :, : n + s].unsqueeze(0),
+                attn_mask=mask,
+                is_causal=mask is None and n == 0 and s > 1,
+                scale=scaling,
+                enable_gqa=True,
+            )
+        )
+        off += s
+    return torch.cat(outs, dim=2).transpose(1, 2).contiguous()
 
 
 def _use_gqa_sdpa(model: Any) -> None:
@@ -245,15 +292,6 @@ class _Batch:
         new = self.buf[:, :, i, :, self.cur - self.s[i] : upto]
         return torch.cat([pre, new], dim=-2)
 
-    def copy_row(self, i: int, upto: int, out: torch.Tensor) -> int:
-        """Copy row i's real KV columns (up to buffer column `upto`), in order, into the first
-        columns of `out` [layers, 2, kv_heads, >= n, head_dim]; returns n, the columns copied."""
-        n_pre = self.p[i]
-        out[:, :, :, :n_pre] = self.buf[:, :, i, :, self.pe[i] - n_pre : self.pe[i]]
-        start = self.cur - self.s[i]
-        out[:, :, :, n_pre : n_pre + upto - start] = self.buf[:, :, i, :, start:upto]
-        return n_pre + upto - start
-
     def keep(self, rows: list[int]) -> None:
         """Keep rows `rows` (in that order), any row any number of times: a new buffer."""
         sel = torch.tensor(rows, device=self.buf.device)
@@ -320,6 +358,23 @@ def _allocate(
             s.append(sj)
             pe.append(off + c.P)
     return _Batch(buf, valid.to(device), p, s, pe, C)
+
+
+def _cut(order: Sequence[int], costs: Sequence[int], cap: int) -> list[list[int]]:
+    """`order` cut into consecutive runs whose costs add up to at most `cap` (an item costing more
+    is a run alone)."""
+    runs: list[list[int]] = []
+    run: list[int] = []
+    held = 0
+    for i, c in zip(order, costs, strict=True):
+        if run and held + c > cap:
+            runs.append(run)
+            run, held = [], 0
+        run.append(i)
+        held += c
+    if run:
+        runs.append(run)
+    return runs
 
 
 class PrefixCachingEngine:
@@ -536,19 +591,7 @@ class PrefixCachingEngine:
         """Indices into seqs in `_chunks`' order, cut so that each group's rows (duplicates
         included) hold at most `decode_tokens` tokens of their own (prompt + reply, unpadded)."""
         order = sorted(range(len(seqs)), key=lambda i: (looked[i][1], len(seqs[i])))
-        groups: list[list[int]] = []
-        group: list[int] = []
-        held = 0
-        for i in order:
-            cost = weights[i] * (len(seqs[i]) + max_new[i])
-            if group and held + cost > self.decode_tokens:
-                groups.append(group)
-                group, held = [], 0
-            group.append(i)
-            held += cost
-        if group:
-            groups.append(group)
-        return groups
+        return _cut(order, [weights[i] * (len(seqs[i]) + max_new[i]) for i in order], self.decode_tokens)
 
     @staticmethod
     def _chunk(r0: int, seqs: list[np.ndarray], plan: list[tuple[Any, int]]) -> _Chunk:
@@ -671,35 +714,27 @@ class PrefixCachingEngine:
         eos: set[int],
         results: list[list[int]],
     ) -> None:
-        """A decode group, ragged: prefill it chunk by chunk (padded chunks under max_batch_tokens),
-        copy each output row's keys and values into a tensor of its own with room for its reply,
-        then decode all rows together (`_decode_ragged`).
+        """A decode group, ragged: each output row gets a tensor of its own with room for its reply
+        and its reused prefix copied in; the new tokens of several rows then run as one packed
+        forward (`_prefill_ragged`, cut by `_packed_parts`), each row attending over its own
+        columns only, so no padding is computed, masked or copied; then all rows decode together
+        (`_decode_ragged`). Duplicate rows are prefilled once and copied.
 
-        After a chunk's prefill, a cached entry that its rows extend (a whole prefix of theirs) and
+        After a part's prefill, a cached entry that its rows extend (a whole prefix of theirs) and
         that no later row of this call uses leaves the store: each row will store its prompt plus
         reply, which covers it, and its memory goes now instead of after the call. The rows'
         finished caches are stored as views of their own tensors, not copied."""
         dims = (self.n_layers, 2, self.n_kv_heads)
         kvs: list[torch.Tensor] = []
-        lengths: list[int] = []
         prompts: list[np.ndarray] = []
         rows: list[int] = []
         continues: list[bool] = []
         logits_parts: list[torch.Tensor] = []
-        gseqs = [seqs[i] for i in group]
-        for part in self._chunks(
-            gseqs, [looked[i] for i in group], [1] * len(group), self.max_batch_tokens, 0
-        ):
-            idx = [group[j] for j in part]
-            pseqs = [seqs[i] for i in idx]
-            plan = [looked[i] for i in idx]
-            chunk = self._chunk(0, pseqs, plan)
-            batch = self._new_batch([chunk], extra=0)
-            logits = self._prefill(batch, chunk, pseqs, plan)
+        for part in self._packed_parts(group, seqs, looked):
+            heads: list[torch.Tensor] = []  # the tensor each unique sequence is prefilled into
             owner: list[int] = []
-            for j, i in enumerate(idx):
+            for j, i in enumerate(part):
                 entry, n = looked[i]
-                whole = entry is not None and n == len(entry.tokens)
                 for r in members[i]:
                     kv = torch.empty(
                         *dims,
@@ -708,17 +743,27 @@ class PrefixCachingEngine:
                         dtype=self.dtype,
                         device=self.device,
                     )
-                    lengths.append(batch.copy_row(j, batch.cur, kv))
+                    if len(heads) == j:
+                        if n:
+                            kv[:, :, :, :n] = entry.kv[:, :, :, :n].to(self.device, non_blocking=True)
+                        heads.append(kv)
                     kvs.append(kv)
                     prompts.append(seqs[i])
                     rows.append(r)
-                    continues.append(whole)
+                    continues.append(entry is not None and n == len(entry.tokens))
                     owner.append(j)
-            if owner != list(range(len(idx))):
+            logits = self._prefill_ragged(heads, [looked[i][1] for i in part], [seqs[i] for i in part])
+            first = len(kvs) - len(owner)
+            for k, j in enumerate(owner):
+                kv = kvs[first + k]
+                if kv is not heads[j]:  # a duplicate row: its prompt's columns, copied
+                    kv[:, :, :, : len(prompts[first + k])] = heads[j][:, :, :, : len(prompts[first + k])]
+            if owner != list(range(len(part))):
                 logits = logits.index_select(0, torch.tensor(owner, device=self.device))
             logits_parts.append(logits)
-            del batch, logits, plan, entry
-            for i in idx:
+            del logits, heads
+            entry = None
+            for i in part:
                 entry, n = looked[i]
                 looked[i] = (None, n)
                 if entry is None:
@@ -726,12 +771,45 @@ class PrefixCachingEngine:
                 refs[entry.key] -= 1
                 if not refs[entry.key] and n == len(entry.tokens):
                     self.store.discard(entry.key)
-                del entry
+            del entry
         logits = torch.cat(logits_parts) if len(logits_parts) > 1 else logits_parts[0]
         del logits_parts
+        lengths = [len(a) for a in prompts]
         self._decode_ragged(
             kvs, lengths, logits, prompts, [samplings[r] for r in rows], eos, rows, results, continues
         )
+
+    def _packed_parts(
+        self, group: list[int], seqs: list[np.ndarray], looked: list[tuple[Any, int]]
+    ) -> list[list[int]]:
+        """The group's sequences (in its order) cut into packed prefill forwards of at most
+        max_batch_tokens tokens, reused prefixes included (a longer sequence is a forward alone):
+        a part's conversations are held twice until its prefill ends (the stored entries and the
+        rows' own copies), so the cap bounds that overlap as the padded chunks did."""
+        return _cut(group, [len(seqs[i]) for i in group], self.max_batch_tokens)
+
+    def _prefill_ragged(self, kvs: list[torch.Tensor], ns: list[int], seqs: list[np.ndarray]) -> torch.Tensor:
+        """Run the new tokens of rows that own their keys and values (kvs[b]: the first ns[b]
+        columns hold row b's reused prefix) as one packed sequence; the keys and values of row b's
+        tokens go to its columns [ns[b], len(seqs[b])). Last-position logits per row [rows, V]."""
+        news = [a[n:] for a, n in zip(seqs, ns, strict=True)]
+        s = [len(t) for t in news]
+        ids = torch.from_numpy(np.concatenate(news)).to(self.device)[None]
+        pos = torch.cat([torch.arange(n, n + k) for n, k in zip(ns, s, strict=True)]).to(self.device)[None]
+        ends = torch.from_numpy(np.cumsum(s) - 1).to(self.device)
+        masks = [
+            None if n == 0 or k == 1 else torch.ones(k, n + k, dtype=torch.bool, device=self.device).tril(n)
+            for n, k in zip(ns, s, strict=True)
+        ]
+        token = _RAGGED.set(_RaggedStep(kvs, list(ns), s, masks))
+        try:
+            out = self.model(input_ids=ids, position_ids=pos, use_cache=False, logits_to_keep=ends)
+        finally:
+            _RAGGED.reset(token)
+        self.stats.forward_calls += 1
+        self.stats.computed_tokens += sum(s)
+        self.stats.reused_tokens += sum(ns)
+        return out.logits[0]
 
     def _row_draws(
         self, samp: list[RowSampling]
