@@ -3,7 +3,7 @@ revision of this repository: wall time and peak memory of each, and the ratio.
 
     python bench/bench_default_run.py                  # this checkout vs the revision before the one-runner change
     python bench/bench_default_run.py --baseline REV --repeats 2 --current-args "--workers 1"
-    python bench/bench_default_run.py --run-args "--paper" --baseline 254a07b   # the paper's own mode
+    python bench/bench_default_run.py --run-args=--paper --baseline 254a07b   # the paper's own mode (write --run-args=...: a value starting with - needs the =)
 
 The baseline revision is checked out into a temporary git worktree and run with its own code, in
 the same Python environment, alternating with this checkout (A B A B...), each with a cold
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         "--run-args",
         default="",
         metavar="ARGS",
-        help="flags for every run, baseline and current (e.g. '--paper': the paper preset instead of the default run)",
+        help="flags for every run, baseline and current, written --run-args=ARGS (e.g. --run-args=--paper: the paper preset instead of the default run)",
     )
     args = p.parse_args(argv)
     common = args.run_args.split()
