@@ -387,9 +387,9 @@ def test_packed_ragged_prefill_logits_match_a_plain_forward(model, rows, monkeyp
     seen: list[tuple[torch.Tensor, list[np.ndarray]]] = []
     decode = engine._decode_ragged
 
-    def spy(kvs, lengths, logits, prompts, *rest):  # noqa: ANN001, ANN202
+    def spy(kvs, logits, prompts, *rest):  # noqa: ANN001, ANN202
         seen.append((logits.clone(), list(prompts)))
-        return decode(kvs, lengths, logits, prompts, *rest)
+        return decode(kvs, logits, prompts, *rest)
 
     monkeypatch.setattr(engine, "_decode_ragged", spy)
     samp = [RowSampling(1.0, 1.0, max_new_tokens=4, seed=i) for i in range(len(rows))]

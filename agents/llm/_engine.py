@@ -762,7 +762,6 @@ class PrefixCachingEngine:
                 logits = logits.index_select(0, torch.tensor(owner, device=self.device))
             logits_parts.append(logits)
             del logits, heads
-            entry = None
             for i in part:
                 entry, n = looked[i]
                 looked[i] = (None, n)
@@ -771,13 +770,10 @@ class PrefixCachingEngine:
                 refs[entry.key] -= 1
                 if not refs[entry.key] and n == len(entry.tokens):
                     self.store.discard(entry.key)
-            del entry
+            del entry  # the last entry's memory must not wait for the decoding to end
         logits = torch.cat(logits_parts) if len(logits_parts) > 1 else logits_parts[0]
         del logits_parts
-        lengths = [len(a) for a in prompts]
-        self._decode_ragged(
-            kvs, lengths, logits, prompts, [samplings[r] for r in rows], eos, rows, results, continues
-        )
+        self._decode_ragged(kvs, logits, prompts, [samplings[r] for r in rows], eos, rows, results, continues)
 
     def _packed_parts(
         self, group: list[int], seqs: list[np.ndarray], looked: list[tuple[Any, int]]
@@ -823,7 +819,6 @@ class PrefixCachingEngine:
     def _decode_ragged(
         self,
         kvs: list[torch.Tensor | None],
-        lengths: list[int],
         logits: torch.Tensor,
         prompts: list[np.ndarray],
         samp: list[RowSampling],
@@ -832,8 +827,8 @@ class PrefixCachingEngine:
         results: list[list[int]],
         continues: list[bool],
     ) -> None:
-        """Decode rows that own their keys and values (kvs[k]: the first lengths[k] columns hold
-        prompt k) until each one ends; a finished row stops costing work at once. Same draws and
+        """Decode rows that own their keys and values (kvs[k]: the first len(prompts[k]) columns
+        hold prompt k) until each one ends; a finished row stops costing work at once. Same draws and
         stopping rule as `_decode`. continues[k]: prompt k extended a stored conversation (its
         cache is stored as one, `PrefixKVStore.put`)."""
         gens, temps, top_ps, limits = self._row_draws(samp)
@@ -859,7 +854,7 @@ class PrefixCachingEngine:
                 kvs[k] = None
             if not still:
                 break
-            ctx = _RaggedStep([kvs[k] for k in still], [lengths[k] + step for k in still])
+            ctx = _RaggedStep([kvs[k] for k in still], [len(prompts[k]) + step for k in still])
             ids = torch.tensor(feed, dtype=torch.long, device=self.device)[:, None]
             pos = torch.tensor(ctx.n, dtype=torch.long, device=self.device)[:, None]
             token = _RAGGED.set(ctx)
